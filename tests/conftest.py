@@ -1,0 +1,7 @@
+"""Shared fixtures: each kind lives in its own module under tests/fixtures and is reused."""
+
+pytest_plugins = [
+    "tests.fixtures.sshd",
+    "tests.fixtures.rrd",
+    "tests.fixtures.containers",
+]
