@@ -1,0 +1,181 @@
+"""The image's ``receiver`` role: an unprivileged sshd that only accepts rrsync writes.
+
+Started by the container entrypoint (``python -m rrdsync.receiver``). It validates the
+receiver variables (exit 2 with one line on stderr, like every configuration error),
+then:
+
+1. host keys: uses the ``ssh_host_*_key`` files in ``RRDSYNC_HOST_KEY_DIR`` (a Secret or
+   a volume), or generates an ed25519 key there on first start; copies them to a private
+   0600 file in the run dir (a secret mounted 0644 or 0400 by another owner still works)
+   and logs the ``known_hosts`` line at every start;
+2. authorized_keys: renders each plain key of ``RRDSYNC_AUTHORIZED_KEYS`` as
+   ``command="rrsync -wo -no-del <RECEIVE_DIR>",restrict <key>`` (``-no-del`` dropped only
+   with ``RRDSYNC_RECEIVER_ALLOW_DELETE=true``): no shell, no pty, no forwarding;
+3. execs sshd in the foreground, logging to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from . import log
+from .config import PREFIX, Config, ConfigError, load
+
+SSHD = "/usr/sbin/sshd"
+SSHD_CONFIG = "/etc/rrdsync/sshd_config"
+RRSYNC = "/usr/bin/rrsync"
+SSH_KEYGEN = "ssh-keygen"
+KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-")
+
+logger = log.get("receiver")
+
+
+def forced_command(cfg: Config) -> str:
+    """The rrsync command every key is forced through."""
+    args = [RRSYNC, "-wo"]
+    if not cfg.receiver_allow_delete:
+        args.append("-no-del")
+    args.append(str(cfg.receive_dir))
+    return shlex.join(args)
+
+
+def render_authorized_keys(cfg: Config, text: str) -> str:
+    """Plain public keys in, restricted lines out. Lines with options of their own are
+    refused: a key must never carry a command or permission we did not put there."""
+    command = forced_command(cfg).replace("\\", "\\\\").replace('"', '\\"')
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith(KEY_TYPES):
+            raise ConfigError(f"{PREFIX}AUTHORIZED_KEYS", str(cfg.authorized_keys),
+                              f"line {number}: expected a plain public key (ssh-ed25519 AAAA..."
+                              " [comment]) without options; the receiver adds the forced"
+                              " rrsync command itself")
+        out.append(f'command="{command}",restrict {line}\n')
+    if not out:
+        raise ConfigError(f"{PREFIX}AUTHORIZED_KEYS", str(cfg.authorized_keys),
+                          "contains no public key")
+    return "".join(out)
+
+
+def _check_dirs(cfg: Config) -> None:
+    receive = cfg.receive_dir
+    if not receive.is_dir() or not os.access(receive, os.W_OK | os.X_OK):
+        raise ConfigError(f"{PREFIX}RECEIVE_DIR", str(receive),
+                          "must be an existing directory writable by this user")
+    keys = cfg.authorized_keys
+    if not keys.is_file() or not os.access(keys, os.R_OK):
+        raise ConfigError(f"{PREFIX}AUTHORIZED_KEYS", str(keys), "must be a readable file")
+
+
+def host_key_sources(cfg: Config) -> list[Path]:
+    """The host keys to use, generating an ed25519 key on first start if there is none."""
+    directory = cfg.host_key_dir
+    found = sorted(p for p in directory.glob("ssh_host_*_key") if p.is_file()) \
+        if directory.is_dir() else []
+    if found:
+        return found
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        key = directory / "ssh_host_ed25519_key"
+        subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "rrdsync-receiver",
+                        "-f", str(key)], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise ConfigError(f"{PREFIX}HOST_KEY_DIR", str(directory),
+                          "holds no ssh_host_*_key and is not writable to generate one"
+                          f" ({e.__class__.__name__})") from None
+    log.event(logger, logging.INFO, "host_key_generated", path=str(key))
+    return [key]
+
+
+def private_copies(sources: list[Path], private: Path) -> list[Path]:
+    """Copy host keys to 0600 files we own: sshd refuses keys others can read."""
+    copies = []
+    for src in sources:
+        dst = private / src.name
+        try:
+            data = src.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{PREFIX}HOST_KEY_DIR", str(src),
+                              f"host key not readable by this user ({e.strerror})") from None
+        dst.unlink(missing_ok=True)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        copies.append(dst)
+    return copies
+
+
+def public_key(private_key: Path) -> str:
+    out = subprocess.run([SSH_KEYGEN, "-y", "-f", str(private_key)], check=True,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return " ".join(out.stdout.split()[:2])
+
+
+def known_hosts_line(port: int, key: str, host: str | None = None) -> str:
+    host = host or socket.gethostname()
+    name = host if port == 22 else f"[{host}]:{port}"
+    return f"{name} {key}"
+
+
+def prepare(cfg: Config) -> list[str]:
+    """Everything before sshd; returns sshd's argument list."""
+    _check_dirs(cfg)
+    private = cfg.run_dir / "receiver"
+    private.mkdir(mode=0o700, parents=True, exist_ok=True)
+    host_keys = private_copies(host_key_sources(cfg), private)
+    for key in host_keys:
+        line = known_hosts_line(cfg.listen_port, public_key(key))
+        log.event(logger, logging.INFO, "receiver_host_key",
+                  "known_hosts line for this receiver (use the name clients connect to)",
+                  known_hosts=line)
+
+    rendered = render_authorized_keys(cfg, cfg.authorized_keys.read_text())
+    auth = private / "authorized_keys"
+    auth.unlink(missing_ok=True)
+    fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(rendered)
+    log.event(logger, logging.INFO, "receiver_start", "accepting rsync writes",
+              receive_dir=str(cfg.receive_dir), port=cfg.listen_port,
+              keys=rendered.count("\n"), delete_allowed=cfg.receiver_allow_delete)
+
+    argv = [SSHD, "-D", "-e", "-f", SSHD_CONFIG,
+            "-o", f"Port={cfg.listen_port}",
+            "-o", f"AuthorizedKeysFile={auth}",
+            "-o", f"PidFile={private / 'sshd.pid'}"]
+    for key in host_keys:
+        argv += ["-o", f"HostKey={key}"]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load(os.environ, role="receiver")
+        log.setup(cfg.log_level, cfg.log_format)
+        for warning in cfg.warnings:
+            log.event(logger, logging.WARNING, "config_warning", warning)
+        sshd = prepare(cfg)
+    except ConfigError as e:
+        print(f"rrdsync: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    if shutil.which(SSHD) is None:
+        print(f"rrdsync: {SSHD} is not installed", file=sys.stderr)
+        return 1
+    os.execv(SSHD, sshd)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
