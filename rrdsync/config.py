@@ -116,7 +116,10 @@ class Destination:
         return self.rsync_target().rstrip("/") or "/"
 
 
-_REMOTE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<path>/.*)$")
+_REMOTE = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<path>/.*)$"
+)
 DEST_HELP = "expected [user@]host:/absolute/path (SSH) or /absolute/path (local)"
 
 
@@ -201,8 +204,6 @@ class Config:
     # not variables: what loading noticed (logged once logging is up)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
-    SECRET_FIELDS = frozenset()  # paths only; the key's content is never read into config
-
     def included(self, name: str) -> bool:
         """Whether a base name is replicated (exclude wins over include)."""
         if any(fnmatch.fnmatchcase(name, g) for g in self.exclude):
@@ -255,11 +256,12 @@ def _is_service_link(name: str, value: str) -> bool:
     return name.endswith("PORT") and bool(_LINK_VALUE.match(value))
 
 
-def load(environ: Mapping[str, str], *, role: str = "sidecar", require_paths: bool = True) -> Config:
+def load(environ: Mapping[str, str], *, role: str = "sidecar",
+         require_paths: bool = True) -> Config:
     """Build and validate the configuration.
 
-    ``role`` is ``sidecar`` (needs a destination) or ``receiver``. ``require_paths``
-    checks what can be checked without connecting (source readable, key and
+    ``role`` is ``sidecar`` (needs a destination), ``receiver`` or ``serve`` (neither).
+    ``require_paths`` checks what can be checked without connecting (source readable, key and
     known_hosts present); those are configuration errors too.
     """
     warnings: list[str] = []
@@ -317,7 +319,7 @@ def load(environ: Mapping[str, str], *, role: str = "sidecar", require_paths: bo
     opt("MAX_LAG", duration(False))
     opt("STATE_DIR", abspath)
     opt("RUN_DIR", abspath)
-    opt("LOG_LEVEL", lambda n, r: parse_choice(n, r.upper(), tuple(x.lower() for x in LOG_LEVELS)).upper())
+    opt("LOG_LEVEL", lambda n, r: parse_choice(n, r, tuple(x.lower() for x in LOG_LEVELS)).upper())
     opt("LOG_FORMAT", lambda n, r: parse_choice(n, r, ("json", "text")))
     opt("RRDCACHED", parse_rrdcached)
     opt("RRDCACHED_ROOT", abspath)
@@ -335,7 +337,7 @@ def load(environ: Mapping[str, str], *, role: str = "sidecar", require_paths: bo
     if cfg.max_delay and cfg.settle > cfg.max_delay:
         raise ConfigError(PREFIX + "SETTLE", get("SETTLE"),
                           f"must not exceed RRDSYNC_MAX_DELAY ({get('MAX_DELAY') or '2s'})")
-    if role == "receiver":
+    if role in ("receiver", "serve"):
         return cfg
     if cfg.dest is None:
         raise ConfigError(PREFIX + "DEST", None, "required: " + DEST_HELP)

@@ -1,0 +1,100 @@
+"""The ``rrdsync`` command: run, serve, once, check, verify, config.
+
+Exit codes: 0 success (or stopped by a signal), 1 runtime failure, 2 configuration
+error. A configuration error is exactly one line on stderr and nothing else, so an
+orchestrator's event log shows the variable to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from . import __version__, config, log
+
+COMMANDS = {
+    "run": "the sync worker: reconcile, then watch, batch, send, retry, forever",
+    "serve": "the status server: /healthz, /readyz, /metrics",
+    "once": "one full reconciliation, then exit (0 in sync, 1 failed)",
+    "check": "validate configuration, reach the destination, prove it is writable",
+    "verify": "compare source and destination by content; list what differs",
+    "config": "print the effective configuration (secrets are files, never shown)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rrdsync", description="Replicate an OpenNMS RRD tree over rsync and SSH. "
+        "Configured only through RRDSYNC_* environment variables.")
+    p.add_argument("--version", action="version", version=f"rrdsync {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        sp = sub.add_parser(name, help=text, description=text)
+        if name == "config":
+            sp.add_argument("--role", choices=("sidecar", "receiver"), default="sidecar",
+                            help="validate the variables of this role (default: sidecar)")
+    return p
+
+
+def load_config(command: str, role: str = "sidecar") -> config.Config:
+    """The one place the environment is read."""
+    if command == "serve":
+        return config.load(os.environ, role="serve")
+    return config.load(os.environ, role=role, require_paths=(role == "sidecar"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.command, getattr(args, "role", "sidecar"))
+    except config.ConfigError as e:
+        sys.stderr.write(f"rrdsync: configuration error: {e}\n")
+        return 2
+
+    long_running = args.command in ("run", "serve")
+    if long_running:
+        log.setup(cfg.log_level, cfg.log_format, sys.stdout)
+    else:  # one-shot commands: a report on stdout, logs on stderr, quiet by default
+        level = "WARNING" if cfg.log_level == "INFO" else cfg.log_level
+        log.setup(level, cfg.log_format, sys.stderr)
+    for w in cfg.warnings:
+        log.event(log.get(), logging.WARNING, "config_warning", w)
+
+    if args.command == "config":
+        for name, value in cfg.public_items():
+            print(f"{name}={value}")
+        return 0
+    if args.command == "serve":
+        from .status.server import serve
+
+        return serve(cfg)
+    if args.command == "check":
+        from .check import check
+
+        return check(cfg)
+    if args.command == "verify":
+        from .check import verify
+
+        return verify(cfg)
+
+    from .engine import Engine, run_once
+    from .status.publish import Publisher
+
+    publisher = Publisher(cfg)
+    if args.command == "once":
+        return run_once(cfg, publisher)
+    engine = Engine(cfg, publisher)
+    signal.signal(signal.SIGTERM, engine.request_stop)
+    signal.signal(signal.SIGINT, engine.request_stop)
+    try:
+        return engine.run()
+    except Exception as e:  # a bug or an unrecoverable fault: say so, exit 1
+        log.get().exception("fatal", extra={"event": "fatal", "error": str(e)})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

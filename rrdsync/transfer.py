@@ -1,0 +1,227 @@
+"""Running rsync: the argument lists, the child process, and what its exit code means.
+
+Rules that keep the destination trustworthy:
+- paths travel NUL-separated through ``--files-from`` (never on a command line, never
+  through a shell), so rsync creates missing directories at the right relative place;
+- no ``-s``/``--secluded-args``, so an ``rrsync``-restricted receiver accepts us;
+- files land by temp-file-and-rename: no ``--inplace``, and no ``--partial`` (which
+  would rename a half-sent file into place when a transfer is cut);
+- event-listed files go with ``--ignore-times``: RRD files keep their size and a second
+  update in the same second (or the same coarse kernel timestamp tick) would pass
+  rsync's quick check;
+- the full pass compares mtimes to the nanosecond (``--modify-window=-1``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import log
+from .config import Config
+from .ssh import SshMaster, die_with_parent
+
+LOG = log.get("transfer")
+
+# Exit codes after lsyncd's table (FIELD-NOTES §1) and rsync(1) EXIT VALUES.
+OK = frozenset({0, 24})  # 24: a listed file vanished before it was sent: nothing to send
+PARTIAL = frozenset({23})  # some files failed: retry those
+MEANING = {
+    1: "syntax or usage error (the receiver may have refused an option)",
+    2: "protocol incompatibility",
+    3: "errors selecting input/output files",
+    4: "requested action not supported",
+    5: "error starting client-server protocol",
+    10: "error in socket I/O",
+    11: "error in file I/O (destination disk full or read-only?)",
+    12: "error in rsync protocol data stream (connection cut, or the receiver refused)",
+    13: "errors with program diagnostics",
+    14: "error in IPC code",
+    20: "received SIGUSR1 or SIGINT",
+    21: "some error returned by waitpid()",
+    22: "error allocating core memory buffers",
+    23: "partial transfer due to error",
+    24: "partial transfer due to vanished source files",
+    25: "the --max-delete limit stopped deletions",
+    30: "timeout in data send/receive",
+    35: "timeout waiting for daemon connection",
+    255: "ssh failed (destination unreachable, or authentication / host key refused)",
+}
+SENT_PREFIX = "rrdsync:"
+_ESC = re.compile(rb"\\#([0-7]{3})")
+_PROGRESS = re.compile(r"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
+
+
+def unescape(name: bytes) -> bytes:
+    """Undo rsync's ``\\#ooo`` escaping of unprintable bytes in its log lines."""
+    return _ESC.sub(lambda m: bytes([int(m.group(1), 8)]), name)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    duration: float
+    sent: list[str] = field(default_factory=list)  # files whose new content was written
+    deleted: list[str] = field(default_factory=list)
+    nbytes: int = 0
+    stderr: str = ""
+    interrupted: bool = False
+
+    @property
+    def result(self) -> str:
+        if self.exit_code in OK:
+            return "ok"
+        if self.exit_code in PARTIAL:
+            return "partial"
+        return "failed"
+
+    @property
+    def error(self) -> str | None:
+        if self.exit_code in OK:
+            return None
+        meaning = MEANING.get(self.exit_code, "unknown rsync exit code")
+        detail = self.stderr.strip().splitlines()[-3:] if self.stderr.strip() else []
+        return f"rsync exit {self.exit_code}: {meaning}" + (
+            ": " + " | ".join(detail) if detail else "")
+
+
+class Rsync:
+    """Builds and runs rsync for one destination (one run at a time: rrsync locks per dir)."""
+
+    def __init__(self, cfg: Config, ssh: SshMaster | None, tick: Callable[[], None],
+                 abort: Callable[[], bool]) -> None:
+        assert cfg.dest is not None
+        self.cfg = cfg
+        self.ssh = ssh
+        self.tick = tick  # heartbeat while rsync runs (a full pass may take hours)
+        self.abort = abort  # True once the stop deadline has passed
+        self.workdir = Path(tempfile.mkdtemp(prefix="rrdsync-lists-"))
+
+    def base_argv(self) -> list[str]:
+        cfg = self.cfg
+        argv = ["rsync", "--times", "--perms", f"--timeout={max(1, round(cfg.timeout))}",
+                f"--out-format={SENT_PREFIX}%i:%b:%n"]
+        if cfg.dest.is_remote:
+            assert self.ssh is not None
+            argv += ["--rsh", self.ssh.rsh()]
+            if cfg.compress:
+                argv.append("--compress")
+        if cfg.bwlimit:
+            argv.append(f"--bwlimit={cfg.bwlimit}")
+        return argv
+
+    def source_arg(self) -> str:
+        return str(self.cfg.source_dir).rstrip("/") + "/"
+
+    def send_list(self, paths: list[str], *, delete_missing: bool) -> Result:
+        """Send exactly these relative paths (event batch)."""
+        listing = self.workdir / "files"
+        data = b"".join(os.fsencode(p) + b"\0" for p in sorted(paths))
+        listing.write_bytes(data)
+        argv = [*self.base_argv(), "--ignore-times", "--from0", f"--files-from={listing}",
+                "--delete-missing-args" if delete_missing else "--ignore-missing-args",
+                self.source_arg(), self.cfg.dest.rsync_target()]
+        return self.run(argv)
+
+    def filter_args(self) -> list[str]:
+        """Directories are traversed; excludes win over includes; everything else is skipped."""
+        args = ["--include=*/"]
+        args += [f"--exclude={g}" for g in self.cfg.exclude]
+        args += [f"--include={g}" for g in self.cfg.include]
+        args.append("--exclude=*")
+        return args
+
+    def full_pass(self, *, delete: bool,
+                  progress: Callable[[int, int, int], None] | None = None) -> Result:
+        """Reconcile the whole included tree (quick check to the nanosecond)."""
+        argv = [*self.base_argv(), "--recursive", "--prune-empty-dirs", "--modify-window=-1",
+                *self.filter_args()]
+        if delete:
+            argv.append("--delete")
+        if progress is not None:
+            argv.append("--info=progress2")
+        argv += [self.source_arg(), self.cfg.dest.rsync_target()]
+        return self.run(argv, progress=progress)
+
+    def run(self, argv: list[str], progress: Callable[[int, int, int], None] | None = None,
+            ) -> Result:
+        LOG.debug("rsync", extra={"event": "rsync_start", "argv": argv})
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+        res = Result(exit_code=-1, duration=0.0)
+        err = bytearray()
+        buf = b""
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        sel.register(proc.stdout, selectors.EVENT_READ, "out")
+        sel.register(proc.stderr, selectors.EVENT_READ, "err")
+        open_streams = 2
+        terminated_at: float | None = None
+        while open_streams:
+            for key, _ in sel.select(timeout=0.5):
+                chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                if key.data == "err":
+                    err += chunk
+                    if len(err) > 65536:
+                        del err[:-32768]
+                    continue
+                buf += chunk
+                *lines, buf = re.split(rb"[\r\n]", buf)
+                for line in lines:
+                    self._parse(line, res, progress)
+            self.tick()
+            if self.abort() and proc.poll() is None:
+                now = time.monotonic()
+                if terminated_at is None:
+                    res.interrupted = True
+                    terminated_at = now
+                    proc.send_signal(signal.SIGTERM)
+                elif now - terminated_at > 1.0:
+                    proc.kill()
+        if buf:
+            self._parse(buf, res, progress)
+        proc.wait()
+        sel.close()
+        res.exit_code = proc.returncode if proc.returncode >= 0 else 20
+        res.duration = time.monotonic() - started
+        res.stderr = err.decode(errors="replace")
+        return res
+
+    @staticmethod
+    def _parse(line: bytes, res: Result,
+               progress: Callable[[int, int, int], None] | None) -> None:
+        if line.startswith(SENT_PREFIX.encode()):
+            try:
+                item, nbytes, name = line[len(SENT_PREFIX):].split(b":", 2)
+            except ValueError:
+                return
+            path = os.fsdecode(unescape(name))
+            if item.startswith(b"*"):  # "*deleting"
+                res.deleted.append(path.rstrip("/"))
+            elif item[:1] in (b"<", b">") and item[1:2] == b"f":
+                res.sent.append(path)
+                res.nbytes += int(nbytes or 0)
+            return
+        if progress is not None:
+            m = _PROGRESS.search(line.decode(errors="replace"))
+            if m:
+                xfr, remaining, total = (int(g) for g in m.groups())
+                progress(xfr, total - remaining, total)
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.workdir, ignore_errors=True)
