@@ -1,0 +1,1 @@
+"""The replication approaches rrdsync is measured against, as people run them today."""

@@ -1,0 +1,152 @@
+"""CPU and memory of whole process trees, read from /proc.
+
+CPU of a tree = the sum over its live processes of utime+stime+cutime+cstime. A process that
+exited and was reaped by a parent in the tree is counted in that parent's cutime/cstime, so
+the sum counts every process exactly once, dead or alive, as long as parents reap their
+children (rsync, ssh, sshd and lsyncd all do). Memory is sampled: the peak of the summed RSS
+of the tree at sample times, and the kernel's own high-water mark (VmHWM) for one process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Proc:
+    pid: int
+    ppid: int
+    cpu: float  # own utime+stime, seconds
+    child_cpu: float  # reaped children's cutime+cstime, seconds
+    rss: int  # bytes
+
+
+def _read_stat(pid: int) -> Proc | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    rest = raw.rsplit(b")", 1)[1].split()
+    # fields after the command: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+    # ... rss(21)
+    try:
+        ppid = int(rest[1])
+        ut, st, cut, cst = (int(x) for x in rest[11:15])
+        rss = int(rest[21]) * PAGE
+    except (IndexError, ValueError):
+        return None
+    return Proc(pid, ppid, (ut + st) / TICK, (cut + cst) / TICK, rss)
+
+
+def snapshot() -> dict[int, Proc]:
+    procs: dict[int, Proc] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            p = _read_stat(int(entry))
+            if p is not None:
+                procs[p.pid] = p
+    return procs
+
+
+def tree(procs: dict[int, Proc], root: int) -> list[Proc]:
+    children: dict[int, list[int]] = {}
+    for p in procs.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            out.append(procs[pid])
+            todo.extend(children.get(pid, ()))
+    return out
+
+
+def tree_cpu(procs: dict[int, Proc], root: int) -> float:
+    return sum(p.cpu + p.child_cpu for p in tree(procs, root))
+
+
+def tree_rss(procs: dict[int, Proc], root: int) -> int:
+    return sum(p.rss for p in tree(procs, root))
+
+
+def own_cpu(pid: int) -> float:
+    p = _read_stat(pid)
+    return p.cpu if p else 0.0
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set of one process (bytes), from the kernel; 0 when gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def system_busy() -> float:
+    """CPU seconds the whole machine spent not idle since boot (all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def self_cpu() -> float:
+    """CPU seconds of this process (the harness) itself."""
+    t = os.times()
+    return t.user + t.system
+
+
+def loadavg() -> tuple[float, float, float]:
+    with open("/proc/loadavg") as f:
+        a, b, c = f.read().split()[:3]
+    return float(a), float(b), float(c)
+
+
+@dataclass
+class Sampler:
+    """Samples the summed RSS of some trees every ``interval`` seconds in a thread."""
+
+    roots: dict[str, int]
+    interval: float = 0.5
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    load_samples: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def sample(self) -> None:
+        procs = snapshot()
+        for name, root in self.roots.items():
+            rss = tree_rss(procs, root)
+            if rss > self.peak_rss.get(name, 0):
+                self.peak_rss[name] = rss
+        self.load_samples.append(loadavg()[0])
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,117 @@
+"""Writes a run's results as JSON, a markdown table and a PNG of the lag CDFs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def _s(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    return f"{x:.{digits}f}"
+
+
+def _load(r: dict) -> str:
+    m = r["machine_load"]
+    return f"{m['loadavg_start'][0]:.1f}→{m['loadavg_end'][0]:.1f} ({m['other_cores']:.2f})"
+
+
+COLUMNS = [
+    ("tool", lambda r: r["tool"]),
+    ("initial sync s", lambda r: _s(r["initial_sync_s"], 1)),
+    ("lag p50 s", lambda r: _s(r["lag_p50_s"])),
+    ("p95 s", lambda r: _s(r["lag_p95_s"])),
+    ("p99 s", lambda r: _s(r["lag_p99_s"])),
+    ("max s", lambda r: _s(r["lag_max_s"])),
+    ("undelivered", lambda r: f"{r['undelivered']}/{r['updates']}"),
+    ("wrong path", lambda r: str(r["misplaced"])),
+    ("differ after drain", lambda r: str(r["differ_after_drain"])),
+    ("SSH conns", lambda r: str(r["ssh_connections"])),
+    ("CPU tree s", lambda r: f"{r['cpu_tree_s']:.1f}"),
+    ("CPU own s", lambda r: f"{r['cpu_own_s']:.1f}"),
+    ("CPU dest s", lambda r: f"{r['cpu_dest_s']:.1f}"),
+    ("steady CPU tree/own/dest s", lambda r: f"{r['steady_cpu_tree_s']:.1f} / "
+     f"{r['steady_cpu_own_s']:.1f} / {r['steady_cpu_dest_s']:.1f}"),
+    ("peak RSS tree/own MB", lambda r: f"{r['peak_rss_tree_mb']:.0f} / {r['peak_rss_own_mb']:.0f}"),
+    ("load 1m start→end (other cores)", _load),
+]
+
+
+def markdown(doc: dict) -> str:
+    p, m = doc["profile"], doc["machine"]
+    lines = [
+        f"Profile `{p['name']}`: {doc['source_files']:,} source files "
+        f"({p['files']:,} RRDs), {p['rate']:g} updates/s for {p['duration']:g} s, "
+        f"drain capped at {p['drain_cap']:g} s. Run started {doc['started']}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
+        f"{m['rsync']}; {m['ssh']}; lsyncd {m['lsyncd']}; {m['rrdtool']}; Python {m['python']}.",
+        "",
+        "| " + " | ".join(c for c, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for r in doc["results"]:
+        lines.append("| " + " | ".join(f(r) for _, f in COLUMNS) + " |")
+    lines += [
+        "",
+        "Lag: from the update (rrdtool.update returned) to the first time the destination "
+        "held that version or a later one, byte for byte; undelivered updates count as "
+        "infinitely late (∞). CPU: user+sys seconds over the whole run (initial sync, updates, "
+        "drain); *tree* is the tool's whole process tree (ssh and rsync children included), "
+        "*own* its main process, *dest* the destination's sshd and rsync servers; *steady* "
+        "counts from the first update to the end of the drain. *other cores*: CPU the rest of "
+        "the machine used meanwhile (other work on the box), in cores.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in doc["results"]:
+        sample = r.get("lag_sample") or []
+        if not sample or not r["updates"]:
+            continue
+        delivered_frac = (r["updates"] - r["undelivered"]) / r["updates"]
+        n = len(sample)
+        ys = [delivered_frac * (i + 1) / n for i in range(n)]
+        xs = [max(x, 1e-3) for x in sample]
+        ax.step(xs, ys, where="post",
+                label=f"{r['tool']} (p99 {_s(r['lag_p99_s'])} s)")
+    ax.set_xscale("log")
+    ax.set_xlabel("lag from update to byte-identical at destination (s, log scale)")
+    ax.set_ylabel("fraction of updates delivered")
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, which="both", alpha=0.3)
+    p = doc["profile"]
+    ax.set_title(f"{p['name']}: {p['files']:,} RRDs, {p['rate']:g} updates/s, "
+                 f"{p['duration']:g} s")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(doc: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+
+    def clean(x: object) -> object:
+        if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
+            return None if math.isnan(x) else "inf"
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    (out / "results.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
+    (out / "results.md").write_text(markdown(doc))
+    plot(doc, out / "lag-cdf.png")
