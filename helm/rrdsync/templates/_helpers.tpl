@@ -191,7 +191,8 @@ failureThreshold: {{ .failureThreshold }}
 {{- end }}
 
 {{/*
-The rrdsync container as one list item. Takes (dict "ctx" <chart context> "readiness" <bool>).
+The rrdsync container as one list item. Its ports are named rrdsync-http/rrdsync-ssh,
+since port names must be unique in a pod and the host application has its own "http". Takes (dict "ctx" <chart context> "readiness" <bool>).
 */}}
 {{- define "rrdsync.container" -}}
 {{- $ := .ctx }}
@@ -210,11 +211,11 @@ The rrdsync container as one list item. Takes (dict "ctx" <chart context> "readi
   {{- end }}
   ports:
   {{- if $receiver }}
-    - name: ssh
+    - name: rrdsync-ssh
       containerPort: {{ int $v.config.listenPort }}
       protocol: TCP
   {{- else }}
-    - name: http
+    - name: rrdsync-http
       containerPort: {{ include "rrdsync.httpPort" $ }}
       protocol: TCP
   {{- end }}
@@ -222,11 +223,11 @@ The rrdsync container as one list item. Takes (dict "ctx" <chart context> "readi
   startupProbe:
     {{- if $receiver }}
     tcpSocket:
-      port: ssh
+      port: rrdsync-ssh
     {{- else }}
     httpGet:
       path: /healthz
-      port: http
+      port: rrdsync-http
     {{- end }}
     {{- include "rrdsync.probeTiming" $v.startupProbe | nindent 4 }}
   {{- end }}
@@ -234,11 +235,11 @@ The rrdsync container as one list item. Takes (dict "ctx" <chart context> "readi
   livenessProbe:
     {{- if $receiver }}
     tcpSocket:
-      port: ssh
+      port: rrdsync-ssh
     {{- else }}
     httpGet:
       path: /healthz
-      port: http
+      port: rrdsync-http
     {{- end }}
     {{- include "rrdsync.probeTiming" $v.livenessProbe | nindent 4 }}
   {{- end }}
@@ -246,11 +247,11 @@ The rrdsync container as one list item. Takes (dict "ctx" <chart context> "readi
   readinessProbe:
     {{- if $receiver }}
     tcpSocket:
-      port: ssh
+      port: rrdsync-ssh
     {{- else }}
     httpGet:
       path: /readyz
-      port: http
+      port: rrdsync-http
     {{- end }}
     {{- include "rrdsync.probeTiming" $v.readinessProbe | nindent 4 }}
   {{- end }}
