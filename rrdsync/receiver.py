@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             log.event(logger, logging.WARNING, "config_warning", warning)
         sshd = prepare(cfg)
     except ConfigError as e:
-        print(f"rrdsync: {e}", file=sys.stderr)
+        print(f"rrdsync: configuration error: {e}", file=sys.stderr)
         return 2
     sys.stdout.flush()
     if shutil.which(SSHD) is None:

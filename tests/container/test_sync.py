@@ -1,0 +1,125 @@
+"""The sidecar in its container, pushing to the receiver container: the guarantees that
+only show with the real image (supervisord, hardened flags, signals, restarts, networks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from tests.fixtures.containers import Containers, SshMaterial, http_get, wait_http
+from tests.fixtures.rrd import differences, make_tree, rrd_update, wait_identical
+
+
+def _updates(files, rounds: int = 1) -> None:
+    for _ in range(rounds):
+        for f in files:
+            rrd_update(f)
+
+
+def test_hardened_random_uid_initial_sync_live_updates_and_health(
+        containers: Containers, start_sidecar, ssh_material: SshMaterial):
+    """read-only root, tmpfs, cap-drop ALL, no-new-privileges, a UID with no passwd
+    entry, and a key mounted 0644 owned by that UID (ssh itself would refuse it)."""
+    uid = 54321
+    key = ssh_material.key_copy("id-loose", 0o644, uid=uid, gid=0)
+    t0 = time.monotonic()
+    side = start_sidecar("hardened", key=key, user=f"{uid}:0")
+    files = make_tree(side.source, nodes=2, resources=3, files=3, foreign_source=True)
+
+    took = wait_http(side.url("/readyz"), 200, timeout=90)
+    print(f"run -> /readyz 200 in {time.monotonic() - t0:.1f} s (poll {took:.1f} s)")
+    wait_identical(side.source, side.dest, timeout=30)
+    status, body = http_get(side.url("/healthz"))
+    assert status == 200, body
+    assert json.loads(body)  # per-worker detail as JSON
+
+    _updates(files, rounds=3)
+    wait_identical(side.source, side.dest, timeout=30)
+    metrics = http_get(side.url("/metrics"))[1]
+    assert "rrdsync_files_sent_total" in metrics
+    # nothing written outside the allowed places, and it ran as the random UID
+    ps = containers.exec(side.name, "bash", "-c", "id -u; getent passwd $(id -u)").stdout
+    assert ps.split()[0] == str(uid)
+
+
+def test_sigterm_exits_0_within_10s_and_nothing_is_lost(
+        containers: Containers, start_sidecar, ssh_material: SshMaterial):
+    """A key like a Kubernetes Secret with fsGroup (0440, root:0); a transfer in flight."""
+    key = ssh_material.key_copy("id-group", 0o440, uid=0, gid=0)
+    side = start_sidecar("sigterm", key=key, env={"RRDSYNC_BWLIMIT": "2000"})
+    files = make_tree(side.source, nodes=1, resources=2, files=2)
+    wait_http(side.url("/readyz"), 200, timeout=90)
+    wait_identical(side.source, side.dest, timeout=30)
+
+    # A 40 MB file at 2 MB/s is still in flight when the stop comes.
+    big = side.source / "snmp" / "big.rrd"
+    big.write_bytes(os.urandom(40_000_000))
+    _updates(files)
+    time.sleep(3)
+    t = time.monotonic()
+    containers.engine("stop", "-t", "10", side.name, timeout=60)
+    took = time.monotonic() - t
+    rc = containers.wait_exit(side.name, 5)
+    assert rc == 0, containers.logs(side.name)[-3000:]
+    assert took < 10.5, f"stop took {took:.1f} s"
+
+    # Restarted, with the same state volume: what was pending is delivered.
+    containers.engine("start", side.name)
+    wait_identical(side.source, side.dest, timeout=60)
+
+
+def test_killed_worker_is_restarted_and_nothing_is_lost(
+        containers: Containers, start_sidecar, ssh_material: SshMaterial):
+    key = ssh_material.key_copy("id-own", 0o400, uid=10001, gid=0)
+    side = start_sidecar("kill", key=key)
+    files = make_tree(side.source, nodes=2, resources=2, files=2)
+    wait_http(side.url("/readyz"), 200, timeout=90)
+    wait_identical(side.source, side.dest, timeout=30)
+
+    ctl = ["supervisorctl", "-c", "/etc/rrdsync/supervisord.conf"]
+    pid = containers.exec(side.name, *ctl, "pid", "rrdsync:worker").stdout.strip()
+    assert pid.isdigit(), pid
+    containers.exec(side.name, "kill", "-KILL", pid)
+    _updates(files, rounds=2)  # changes made while the worker is dead
+    deadline = time.monotonic() + 30
+    new = pid
+    while time.monotonic() < deadline and new in (pid, "0", ""):
+        time.sleep(0.5)
+        new = containers.exec(side.name, *ctl, "pid", "rrdsync:worker",
+                              check=False).stdout.strip()
+    assert new.isdigit() and new != pid, new
+    wait_identical(side.source, side.dest, timeout=60)
+    assert containers.state(side.name)["Running"]
+
+
+def test_worker_that_cannot_start_ends_the_container(containers: Containers, start_sidecar):
+    """A state dir on the read-only root: the worker fails at every start; supervisord
+    gives up (FATAL) and the container must exit non-zero, not loop."""
+    side = start_sidecar("fatal", env={"RRDSYNC_STATE_DIR": "/opt/no-state-here"})
+    rc = containers.wait_exit(side.name, 90)
+    logs = containers.logs(side.name)
+    assert rc != 0, logs[-3000:]
+    assert "FATAL" in logs or "exited unexpectedly" in logs
+
+
+def test_receiver_unreachable_then_recovery(containers: Containers, receiver,
+                                            start_sidecar):
+    side = start_sidecar("netcut", env={"RRDSYNC_MAX_LAG": "5s", "RRDSYNC_TIMEOUT": "5s"})
+    files = make_tree(side.source, nodes=1, resources=2, files=2)
+    wait_http(side.url("/readyz"), 200, timeout=90)
+    wait_identical(side.source, side.dest, timeout=30)
+
+    containers.engine("network", "disconnect", receiver.network, receiver.name)
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < 20:
+            _updates(files)
+            time.sleep(1)
+        status, body = http_get(side.url("/readyz"))
+        assert status == 503, body
+        assert differences(side.source, side.dest)  # really not delivered yet
+    finally:
+        containers.engine("network", "connect", receiver.network, receiver.name)
+    wait_http(side.url("/readyz"), 200, timeout=90)
+    wait_identical(side.source, side.dest, timeout=60)
