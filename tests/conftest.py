@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.rrd",
     "tests.fixtures.containers",
+    "tests.fixtures.status",
 ]

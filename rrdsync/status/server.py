@@ -139,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
-        quiet = path in QUIET_PATHS and isinstance(code, int) and code < 500
+        quiet = path in QUIET_PATHS and code != 500  # 503 is an answer, 500 a fault
         log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %s", self.command, path, code,
                 extra={"event": "http.request", "method": self.command, "path": path,
                        "status": int(code) if str(code).isdigit() else code,

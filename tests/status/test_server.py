@@ -1,0 +1,136 @@
+"""The HTTP side of ``rrdsync serve``: routing, concurrency, formats, logs and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fixtures.sshd import free_port
+from tests.fixtures.status import StatusClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_unknown_paths_are_404_and_query_strings_are_ignored(client: StatusClient, stub):
+    stub()
+    code, body = client.get("/nope")
+    assert code == 404 and body["endpoints"] == ["/healthz", "/readyz", "/metrics"]
+    assert client.code("/") == 404
+    assert client.code("/healthz?verbose=1&x=%20") == 200
+    assert client.code("/healthz/") == 200
+    assert client.get("/metrics?name[]=rrdsync_live")[0] == 200
+    assert client.code("/readyz?") == 503
+
+
+def test_head_and_other_methods(client: StatusClient):
+    with socket.create_connection(("127.0.0.1", client.port), timeout=5) as s:
+        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = s.makefile("rb").read()
+    assert reply.startswith(b"HTTP/1.1 503") and reply.endswith(b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", client.port), timeout=5) as s:
+        s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                  b"Connection: close\r\n\r\n")
+        reply = s.makefile("rb").read()
+    assert reply.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in reply
+
+
+def test_a_stalled_client_does_not_block_other_requests(client: StatusClient):
+    stalled = [socket.create_connection(("127.0.0.1", client.port)) for _ in range(3)]
+    for s in stalled:
+        s.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finishes its headers
+    try:
+        start = time.monotonic()
+        for _ in range(5):
+            assert client.code("/healthz") == 503
+        assert time.monotonic() - start < 2
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_metrics_parse_with_prometheus_clients_parser(client: StatusClient, stub):
+    w = stub()
+    w.send("batch ok 0 2 2048")
+    w.send("overflow")
+    w.send("ssh")
+    code, text, headers = client.raw("/metrics")
+    assert code == 200 and headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    assert families["rrdsync_files_sent"].type == "counter"
+    assert families["rrdsync_replication_lag_seconds"].type == "histogram"
+    assert families["rrdsync_pending_files"].type == "gauge"
+    m = client.metrics()
+    assert m["rrdsync_watch_overflows_total"] == 1
+    assert m["rrdsync_ssh_reconnects_total"] == 1
+    assert m['rrdsync_replication_lag_seconds_bucket{le="0.5"}'] == 2
+    # OpenMetrics for scrapers that ask for it
+    req_code, om, om_headers = _get_with_accept(client, "application/openmetrics-text")
+    assert req_code == 200 and "openmetrics" in om_headers["Content-Type"]
+    assert om.rstrip().endswith("# EOF")
+
+
+def _get_with_accept(client: StatusClient, accept: str):
+    import urllib.request
+
+    req = urllib.request.Request(client.base + "/metrics", headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status, r.read().decode(), dict(r.headers)
+
+
+def test_rrdsync_serve_logs_json_quietly_and_stops_on_sigterm(tmp_path: Path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RRDSYNC_")}
+    env.update(RRDSYNC_RUN_DIR=str(tmp_path / "run"), RRDSYNC_HTTP_ADDR=f"127.0.0.1:{port}",
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "rrdsync", "serve"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        client = StatusClient(port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.code("/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        for _ in range(3):
+            client.code("/healthz")
+            client.code("/readyz")
+            client.code("/metrics")
+        client.code("/favicon.ico")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    events = [r.get("event") for r in records]
+    assert "serve.listening" in events and "serve.stopped" in events
+    requests = [r for r in records if r.get("event") == "http.request"]
+    assert [r["path"] for r in requests] == ["/favicon.ico"]  # probes/scrapes: DEBUG only
+    # the first failing probe is logged once, not once per probe
+    assert events.count("status.healthz.fail") == 1
+    assert err == b""
+
+
+def test_rrdsync_serve_exits_1_when_the_port_is_taken(tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RRDSYNC_")}
+        env.update(RRDSYNC_RUN_DIR=str(tmp_path / "run"),
+                   RRDSYNC_HTTP_ADDR=f"127.0.0.1:{port}", PYTHONPATH=str(ROOT))
+        proc = subprocess.run([sys.executable, "-m", "rrdsync", "serve"], env=env,
+                              capture_output=True, timeout=20, cwd=ROOT)
+    assert proc.returncode == 1
+    assert any(json.loads(line).get("event") == "serve.listen_failed"
+               for line in proc.stdout.decode().splitlines())
