@@ -36,6 +36,9 @@ STOP_DRAIN = 8.0  # seconds the rsync in flight may take after SIGTERM (exit wit
 BACKOFF_CAP = 15.0  # longest wait between retries while the destination is failing
 SUMMARY_EVERY = 60.0  # INFO summary of what was sent, instead of a line per batch
 PROGRESS_EVERY = 10.0
+ALIVE_EVERY = 5.0  # how often an unchanged journal is touched to mark "still alive"
+# a restart re-sends in full what changed since this long before the journal's last touch
+RECENT_MARGIN = ALIVE_EVERY + 2.0
 
 
 @dataclass
@@ -109,10 +112,13 @@ class Engine:
         self.pub.start()
         guard.remember_source_fs(self.cfg.source_dir, self.journal)
         resumed = self.journal.load()
+        last_seen = self.journal.saved_at()
         if resumed:
             self.pending.add_many(resumed, due_now=True)
             log.event(LOG, INFO, "journal_resumed", files=len(resumed))
         self.watcher.start()
+        if last_seen is not None:
+            self.scan_recent(last_seen - RECENT_MARGIN)
         log.event(LOG, INFO, "started", source=str(self.cfg.source_dir),
                   destination=str(self.cfg.dest), watch=self.watcher.mode)
         try:
@@ -160,6 +166,33 @@ class Engine:
             wait = min(wait, max(self.next_rescan - now, 0.005))
         self.pending.wait(wait)
 
+    def scan_recent(self, since: float) -> None:
+        """Send in full every file changed since shortly before the previous run stopped.
+
+        A change made in the same second as that file's last transfer keeps the same
+        size and whole-second mtime, so a quick check can miss it (and an rrsync
+        receiver refuses nanosecond comparison). Such changes can only have happened
+        around or after the last journal write, so those files go with --ignore-times.
+        """
+        started = time.monotonic()
+        found: list[str] = []
+        root = os.fspath(self.cfg.source_dir)
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                if not self.cfg.included(name):
+                    continue
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and st.st_mtime >= since:
+                    found.append(os.path.relpath(full, root))
+        if found:
+            self.pending.add_many(found, due_now=True)
+        log.event(LOG, INFO, "recent_changes_scanned", files=len(found),
+                  duration_s=time.monotonic() - started)
+
     def tick(self) -> None:
         """Heartbeat, pending gauges and journal; cheap, called often, acts once a second."""
         now = time.monotonic()
@@ -173,6 +206,12 @@ class Engine:
         interval = 1.0 if len(self.pending) < 20000 else 5.0
         if self._journal_dirty and now - self._last_journal >= interval:
             self.save_journal()
+        elif now - self._last_journal >= ALIVE_EVERY:
+            try:
+                self.journal.touch()
+                self._last_journal = now
+            except OSError as e:
+                log.event(LOG, ERROR, "journal_failed", error=str(e), path=str(self.journal.dir))
         if now - self._summary_at >= SUMMARY_EVERY:
             self._log_summary(now)
 
@@ -291,8 +330,12 @@ class Engine:
         retry: dict[str, Entry] = {}
         lags: list[float] = []
         raced = 0
+        # rsync logs a file as sent on the sender's side, before the receiver has renamed
+        # it into place: after a failed or interrupted run, "sent" proves nothing (a cut
+        # connection loses the file it was finishing), so only a clean run confirms.
+        confirmed = res.exit_code in (0, 24) and not res.interrupted
         for rel, entry in batch.items():
-            if rel in sent:
+            if rel in sent and confirmed:
                 if signature(root / rel) != before.get(rel):
                     retry[rel] = entry  # changed while being sent: send again
                     raced += 1

@@ -54,6 +54,20 @@ class Journal:
             return []
         return [os.fsdecode(p) for p in raw.split(b"\0") if p]
 
+    def saved_at(self) -> float | None:
+        """When the pending list was last written (by a previous run, at startup)."""
+        try:
+            return self.pending_file.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def touch(self) -> None:
+        """Mark that this run was alive now (``saved_at`` bounds what a restart re-sends)."""
+        try:
+            os.utime(self.pending_file)
+        except FileNotFoundError:
+            self.save([])
+
     def save(self, paths: Iterable[str]) -> int:
         data = b"".join(os.fsencode(p) + b"\0" for p in paths)
         atomic_write(self.pending_file, data)

@@ -56,6 +56,7 @@ MEANING = {
     255: "ssh failed (destination unreachable, or authentication / host key refused)",
 }
 SENT_PREFIX = "rrdsync:"
+REFUSED = "invalid rsync-command syntax or options"  # rrsync's word for a refused option
 _ESC = re.compile(rb"\\#([0-7]{3})")
 _PROGRESS = re.compile(r"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
@@ -104,6 +105,10 @@ class Rsync:
         self.tick = tick  # heartbeat while rsync runs (a full pass may take hours)
         self.abort = abort  # True once the stop deadline has passed
         self.workdir = Path(tempfile.mkdtemp(prefix="rrdsync-lists-"))
+        # rrsync's option filter refuses "-@-1" (how rsync forwards a negative
+        # --modify-window), so nanosecond comparison is dropped for such a receiver;
+        # the engine's startup scan of recently changed files covers that case.
+        self.ns_mtime = True
 
     def base_argv(self) -> list[str]:
         cfg = self.cfg
@@ -142,14 +147,23 @@ class Rsync:
     def full_pass(self, *, delete: bool,
                   progress: Callable[[int, int, int], None] | None = None) -> Result:
         """Reconcile the whole included tree (quick check to the nanosecond)."""
-        argv = [*self.base_argv(), "--recursive", "--prune-empty-dirs", "--modify-window=-1",
-                *self.filter_args()]
+        argv = [*self.base_argv(), "--recursive", "--prune-empty-dirs", *self.filter_args()]
+        if self.ns_mtime:
+            argv.append("--modify-window=-1")
         if delete:
             argv.append("--delete")
         if progress is not None:
             argv.append("--info=progress2")
         argv += [self.source_arg(), self.cfg.dest.rsync_target()]
-        return self.run(argv, progress=progress)
+        res = self.run(argv, progress=progress)
+        if self.ns_mtime and res.exit_code in (1, 12) and REFUSED in res.stderr:
+            self.ns_mtime = False
+            log.event(LOG, 30, "ns_mtime_refused",
+                      "the destination refuses nanosecond mtime comparison (rrsync); "
+                      "comparing whole seconds, with files changed around the last stop "
+                      "sent in full at startup", error=res.error)
+            return self.full_pass(delete=delete, progress=progress)
+        return res
 
     def run(self, argv: list[str], progress: Callable[[int, int, int], None] | None = None,
             ) -> Result:
