@@ -103,3 +103,20 @@ def start_sidecar(containers: Containers, rrdsync_image: str, receiver: Receiver
 
     return start
 
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request, containers: Containers):
+    """A failed container test shows the last lines of every container it involved."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for name in containers.containers:
+            print(f"----- logs of {name} -----\n{containers.logs(name)[-4000:]}")

@@ -77,7 +77,10 @@ def test_killed_worker_is_restarted_and_nothing_is_lost(
     wait_http(side.url("/readyz"), 200, timeout=90)
     wait_identical(side.source, side.dest, timeout=30)
 
-    ctl = ["supervisorctl", "-c", "/etc/rrdsync/supervisord.conf"]
+    # supervisord.conf takes its paths from RRDSYNC_RUN_DIR (the entrypoint exports it; a
+    # `podman exec` does not inherit it). Default user on a podman tmpfs: /run/rrdsync.
+    ctl = ["env", "RRDSYNC_RUN_DIR=/run/rrdsync",
+           "supervisorctl", "-c", "/etc/rrdsync/supervisord.conf"]
     pid = containers.exec(side.name, *ctl, "pid", "rrdsync:worker").stdout.strip()
     assert pid.isdigit(), pid
     containers.exec(side.name, "kill", "-KILL", pid)
