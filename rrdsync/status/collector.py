@@ -90,6 +90,7 @@ class StatusCollector:
         workers.add_metric(["live"], live)
         workers.add_metric(["not_live"], len(r.workers) - live)
         workers.add_metric(["replaced"], len(r.replaced))
+        workers.add_metric(["stopped"], len(r.stopped))
         yield workers
 
 

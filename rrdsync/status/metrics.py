@@ -101,7 +101,8 @@ SERVER: tuple[Spec, ...] = (
     Spec("rrdsync_live", "gauge", "1 while /healthz answers 200."),
     Spec("rrdsync_ready", "gauge", "1 while /readyz answers 200."),
     Spec("rrdsync_workers", "gauge",
-         "Workers the status server knows, by state (live, not_live, replaced).", ("state",)),
+         "Workers the status server knows, by state (live, not_live, replaced, stopped).",
+         ("state",)),
 )
 
 

@@ -43,7 +43,7 @@ def _never_raises(method: F) -> F:
         except Exception as exc:  # publishing must never stop replication
             if method.__name__ not in failed:
                 failed.add(method.__name__)
-                log.error("status publishing failed in %s: %s", method.__name__, exc,
+                log.warning("status publishing failed in %s: %s", method.__name__, exc,
                           extra={"event": "status.publish_failed", "error": str(exc)},
                           exc_info=True)
             return None

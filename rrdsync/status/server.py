@@ -64,6 +64,8 @@ class StatusApp:
             "workers": [w.detail(r.now) for w in r.workers],
             "replaced_workers": [{"key": s.key, "pid": s.pid, "last_checkin": s.checkin}
                                  for s in r.replaced],
+            "stopped_workers": [{"key": s.key, "pid": s.pid, "last_checkin": s.checkin}
+                                for s in r.stopped],
         }
         return (200 if ok else 503), body
 

@@ -25,8 +25,6 @@ def fmt_age(seconds: float) -> str:
 
 def liveness_problem(st: WorkerState, now: float, timeout: float) -> str | None:
     """Why a worker is not live, or None. Silent longer than ``timeout`` is not live."""
-    if st.stopped:
-        return "worker stopped"
     silent = now - st.checkin
     if silent > timeout:
         return f"no check-in for {fmt_age(silent)} (liveness timeout {fmt_age(timeout)})"
@@ -62,8 +60,9 @@ def backlog_problem(st: WorkerState, now: float, max_lag: float) -> str | None:
     age = oldest_pending_age(st, now)
     if age < max_lag:
         return None
+    files = f"{st.pending} file{'s' if st.pending != 1 else ''}"
     return (f"oldest unsent change is {fmt_age(age)} old (max lag {fmt_age(max_lag)}), "
-            f"{st.pending} files pending")
+            f"{files} pending")
 
 
 def readiness_problems(st: WorkerState, now: float, max_lag: float) -> list[str]:
@@ -119,6 +118,7 @@ class Report:
     now: float
     workers: list[WorkerVerdict]
     replaced: list[WorkerState] = field(default_factory=list)
+    stopped: list[WorkerState] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
@@ -133,6 +133,8 @@ class Report:
 
     def reason(self, endpoint: str) -> str | None:
         """One line for the operator: why ``endpoint`` (healthz/readyz) is not OK."""
+        if not self.workers and self.stopped:
+            return "no worker running: the last one stopped cleanly"
         if not self.workers:
             return "no worker has published its state since the status server started"
         ok = self.live if endpoint == "healthz" else self.ready
@@ -153,14 +155,30 @@ def evaluate(states: list[WorkerState], *, now: float, since: float,
     Older files belong to a previous life of the run dir and are ignored. Of several
     incarnations of one identity only the newest counts: a restarted worker replaces its
     predecessor, whose file stays on disk as evidence but no longer decides anything.
+    A worker that stopped cleanly (``close()``) no longer counts: with no other worker the
+    answer is 503 ("no worker running"), a ``rrdsync once`` that finished beside a running
+    worker leaves that worker in charge, and a dead incarnation followed by one that
+    stopped cleanly is replaced like any predecessor.
     """
-    current: dict[str, WorkerState] = {}
-    replaced: list[WorkerState] = []
+    by_identity: dict[str, list[WorkerState]] = {}
     for st in sorted((s for s in states if s.written >= since),
                      key=lambda s: (s.started, s.pid)):
-        if st.identity in current:
-            replaced.append(current[st.identity])
-        current[st.identity] = st
+        by_identity.setdefault(st.identity, []).append(st)
+    current: dict[str, WorkerState] = {}
+    replaced: list[WorkerState] = []
+    stopped: list[WorkerState] = []
+    for ident, incarnations in by_identity.items():
+        running = [s for s in incarnations if not s.stopped]
+        stopped.extend(s for s in incarnations if s.stopped)
+        if not running:
+            continue
+        newest = running[-1]
+        replaced.extend(running[:-1])
+        stopped_later = any(s.started > newest.started for s in incarnations if s.stopped)
+        if stopped_later and liveness_problem(newest, now, liveness_timeout):
+            replaced.append(newest)  # a dead one, followed by one that stopped cleanly
+            continue
+        current[ident] = newest
     verdicts = []
     for st in sorted(current.values(), key=lambda s: s.identity):
         why_not_live = liveness_problem(st, now, liveness_timeout)
@@ -169,4 +187,4 @@ def evaluate(states: list[WorkerState], *, now: float, since: float,
             continue
         problems = readiness_problems(st, now, max_lag)
         verdicts.append(WorkerVerdict(st, live=True, ready=not problems, reasons=problems))
-    return Report(now=now, workers=verdicts, replaced=replaced)
+    return Report(now=now, workers=verdicts, replaced=replaced, stopped=stopped)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from rrdsync.status.metrics import exported_names
 from tests.fixtures.rrd import make_tree, rrd_update, wait_for, wait_identical
 
 pytestmark = pytest.mark.slow
@@ -72,6 +73,9 @@ def test_live_and_ready_while_syncing_and_counters_match(env, source, sshd, star
     assert m["rrdsync_last_success_timestamp_seconds"] > time.time() - 60
     assert m["rrdsync_live"] == 1 and m["rrdsync_ready"] == 1
     assert m["rrdsync_initial_sync_completed"] == 1
+    # what the dashboard and alert tests validate against is what a real worker exports
+    scraped = {key.split("{")[0] for key in m}
+    assert exported_names() <= scraped, exported_names() - scraped
 
 
 def test_readyz_503_while_destination_down_longer_than_max_lag(env, source, sshd,

@@ -41,9 +41,26 @@ def test_silent_worker_goes_stale_even_if_it_wrote_recently():
     assert "no check-in for 11.0s" in r.reason("healthz")
 
 
-def test_stopped_worker_is_not_live():
+def test_a_cleanly_stopped_worker_alone_means_no_worker():
     r = judge(worker(stopped=True))
-    assert not r.live and "stopped" in r.reason("healthz")
+    assert not r.live and r.workers == []
+    assert "stopped cleanly" in r.reason("healthz")
+
+
+def test_a_finished_once_beside_a_running_worker_leaves_the_worker_in_charge():
+    running = worker(started=NOW - 50, pid=10)
+    once = worker(started=NOW - 10, pid=11, stopped=True)
+    r = judge(running, once)
+    assert r.live and [w.state.key for w in r.workers] == [running.key]
+    assert [s.key for s in r.stopped] == [once.key]
+
+
+def test_a_dead_worker_followed_by_a_clean_stop_is_replaced():
+    dead = worker(started=NOW - 90, pid=7, checkin=NOW - 60)
+    clean = worker(started=NOW - 40, pid=8, stopped=True)
+    r = judge(dead, clean)
+    assert r.workers == [] and [s.key for s in r.replaced] == [dead.key]
+    assert "stopped cleanly" in r.reason("healthz")
 
 
 def test_not_ready_until_first_reconciliation():
