@@ -175,3 +175,33 @@ def test_status_published_for_the_server(sshd, source, worker_env, start_worker)
     run_dir = Path(worker_env["RRDSYNC_RUN_DIR"])
     wait_for(lambda: any(p.is_file() for p in run_dir.rglob("*")), 10, what="published state")
     assert w.stop() == 0
+
+
+def test_file_changed_while_being_sent_is_sent_again(sshd, source, worker_env, start_worker,
+                                                     world_dir):
+    """Guarantee 3: a copy that raced a write (no event: an mmap writer that keeps the file
+    open) is detected by stat before/after and sent again; rrdsync never locks the file."""
+    import mmap
+
+    w = start_worker({**worker_env, **sshd.env(), "RRDSYNC_BWLIMIT": "1000",
+                      "RRDSYNC_COMPRESS": "false", "RRDSYNC_SETTLE": "0"})
+    wait_for(lambda: any(e.get("event") == "reconcile_finished" for e in w.events()), 30,
+             what="initial reconcile")
+    big = source / "snmp" / "big.rrd"
+    big.parent.mkdir(parents=True, exist_ok=True)
+    staged = world_dir / "big.rrd"
+    staged.write_bytes(os.urandom(4 * 1024 * 1024))
+    os.rename(staged, big)  # exactly one event; the send takes ~4 s at 1000 KiB/s
+    wait_for(lambda: any(p.name.startswith(".big.rrd.") for p in (sshd.dest / "snmp").glob(
+        ".big.rrd.*")) if (sshd.dest / "snmp").exists() else False, 15, interval=0.05,
+        what="the transfer to start")
+    time.sleep(0.5)
+    fd = os.open(big, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 0) as m:  # an mmap write: inotify reports nothing
+            m[0:4096] = b"\xab" * 4096
+            m.flush()
+        wait_identical(source, sshd.dest, 30)
+    finally:
+        os.close(fd)
+    assert w.stop() == 0
