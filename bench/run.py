@@ -192,7 +192,9 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
             "dest": procstat.tree_cpu(snap, sshd.proc.pid)}
     spy = None
     if py_spy and launch.own_python:
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--rate", "50",
+        exe = Path(sys.executable).parent / "py-spy"
+        spy = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record",
+                                "--pid", str(proc.pid), "--rate", "50",
                                 "--nonblocking", "--format", "speedscope", "-o",
                                 str(work / "py-spy.speedscope.json")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -288,6 +290,7 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     # the lag sample, thinned for the plot
     step = max(1, len(lg.lags) // 4000)
     res["lag_sample"] = [round(x, 4) for x in lg.lags[::step]]
+    res["reported"] = reported_events(work / "tool.log")
     sshd.stop()
     shutil.rmtree(sshd.dest, ignore_errors=True)
     log(f"{name}: p50 {res['lag_p50_s']:.2f} p99 {res['lag_p99_s']:.2f} s, "
@@ -295,6 +298,29 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
         f"ssh {res['ssh_connections']}, cpu tree {res['cpu_tree_s']:.1f} s, "
         f"dest {res['cpu_dest_s']:.1f} s")
     return res
+
+
+def reported_events(path: Path) -> dict:
+    """What rrdsync said about itself: startup reconciliation time, batches, errors."""
+    out: dict = {"batches": 0, "errors": 0}
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                ev = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(ev, dict):
+                continue
+            name = ev.get("event")
+            if name == "reconcile_finished" and ev.get("reason") == "startup":
+                out["startup_reconcile_s"] = ev.get("duration_s")
+            elif name == "sync_summary":
+                out["batches"] += int(ev.get("batches") or 0)
+            elif name == "watch_overflow":
+                out["watch_overflows"] = out.get("watch_overflows", 0) + 1
+            if ev.get("level") in ("ERROR", "CRITICAL"):
+                out["errors"] += 1
+    return out
 
 
 def prepare_source(prof: Profile, root: Path, fresh: bool) -> Path:

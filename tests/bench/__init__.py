@@ -1,0 +1,1 @@
+"""Smoke test of the benchmark (bench/): the tiny profile end to end."""
