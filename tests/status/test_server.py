@@ -134,3 +134,13 @@ def test_rrdsync_serve_exits_1_when_the_port_is_taken(tmp_path: Path):
     assert proc.returncode == 1
     assert any(json.loads(line).get("event") == "serve.listen_failed"
                for line in proc.stdout.decode().splitlines())
+
+
+def test_a_damaged_metrics_file_does_not_blank_the_page(client: StatusClient, stub, run_dir):
+    w = stub()
+    w.send("batch ok 0 2 20")
+    (run_dir / "metrics" / "counter_garbage.db").write_bytes(b"\xff" * 100)
+    (run_dir / "metrics" / "gauge_max_torn.db").write_bytes(b"\x10\x00\x00\x00")
+    (run_dir / "metrics" / "README").write_text("not a metrics file")
+    m = client.metrics()
+    assert m["rrdsync_files_sent_total"] == 2
