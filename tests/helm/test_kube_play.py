@@ -174,6 +174,8 @@ def _host_key_line(logs: str) -> str | None:
     return None
 
 
+# The image fixture may bootstrap the base image and build on a fresh machine.
+@pytest.mark.timeout(900)
 def test_receiver_and_sidecar_under_kube_play(kube: KubePlay, rrdsync_image: str,
                                               tmp_path: Path):
     started = time.monotonic()

@@ -4,6 +4,7 @@ reviewer would check by hand (probes, securityContext, mounts, secrets, rollout)
 from __future__ import annotations
 
 import base64
+import tarfile
 
 import helm_python as helm
 import pytest
@@ -51,6 +52,16 @@ def test_chart_metadata():
         meta = ch.metadata
     assert meta["apiVersion"] == "v2"
     assert meta["appVersion"] == package_version(), "appVersion follows pyproject's version"
+
+
+def test_package_leaves_examples_out(tmp_path):
+    """The packaged chart carries ci/ (chart-testing reads it) but not examples/."""
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "rrdsync/values.schema.json" in names and "rrdsync/README.md" in names
+    assert "rrdsync/ci/minimal-values.yaml" in names
+    assert not [n for n in names if n.startswith("rrdsync/examples")]
 
 
 def test_default_values_alone_are_refused():

@@ -3,10 +3,11 @@ with the rrdsync.sidecar.* templates, validates, and has no readiness probe."""
 
 from __future__ import annotations
 
+import helm_python as helm
 import pytest
 import yaml
 
-from tests.helm.chart import PARENT_EXAMPLE, objects, one, parent_chart, validate
+from tests.helm.chart import KUBE_VERSION, PARENT_EXAMPLE, objects, one, parent_chart, validate
 
 pytestmark = pytest.mark.helm
 
@@ -56,3 +57,11 @@ def test_readiness_can_be_asked_for(parent):
     docs = objects(values, chart=parent, name="onms")
     rrd = _pod(docs)["spec"]["containers"][1]
     assert rrd["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_opennms_example_lints_clean(parent):
+    report = helm.lint(str(parent), strict=True, with_subcharts=True,
+                       kube_version=f"v{KUBE_VERSION}")
+    assert not report["errors"], report
+    found = {(m["severity"], m["error"]) for m in report["messages"]}
+    assert found <= {(1, "icon is recommended")}, found
