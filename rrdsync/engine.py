@@ -36,6 +36,7 @@ STOP_DRAIN = 8.0  # seconds the rsync in flight may take after SIGTERM (exit wit
 BACKOFF_CAP = 15.0  # longest wait between retries while the destination is failing
 SUMMARY_EVERY = 60.0  # INFO summary of what was sent, instead of a line per batch
 PROGRESS_EVERY = 10.0
+WATCH_RETRY = 5.0  # seconds between attempts to watch a source root that is gone
 ALIVE_EVERY = 5.0  # how often an unchanged journal is touched to mark "still alive"
 # a restart re-sends in full what changed since this long before the journal's last touch
 RECENT_MARGIN = ALIVE_EVERY + 2.0
@@ -79,6 +80,7 @@ class Engine:
         self.failures = 0
         self.retry_at = 0.0
         self.pace_until = 0.0
+        self._watch_retry_at = 0.0
         self._last_beat = 0.0
         self._ssh_seen = 0
         self._last_journal = 0.0
@@ -139,9 +141,19 @@ class Engine:
                       "reconciling the whole tree", sysctl="fs.inotify.max_queued_events")
             self.rescan_reason = self.rescan_reason or "overflow"
         problem = self.watcher.problem()
-        if problem:
-            self.watcher.restart_as_poll(problem)
-            self.rescan_reason = self.rescan_reason or "watch_fallback"
+        if problem and time.monotonic() >= self._watch_retry_at:
+            try:
+                self.watcher.restart_as_poll(problem)
+            except OSError as e:
+                # The source root itself is gone (an unmounted or removed volume): no
+                # watcher can start. Stay up, let the delete guard refuse, and try again
+                # later, instead of dying on a traceback and crash-looping on exit 2.
+                self._watch_retry_at = time.monotonic() + WATCH_RETRY
+                log.event(LOG, ERROR, "watch_unavailable",
+                          f"cannot watch the source root; retrying in {WATCH_RETRY:g}s",
+                          error=str(e), path=str(self.cfg.source_dir))
+            else:
+                self.rescan_reason = self.rescan_reason or "watch_fallback"
         now = time.monotonic()
         if now < self.retry_at:
             self.pending.wait(min(self.retry_at - now, 1.0))
