@@ -32,8 +32,9 @@ class Handler(FileSystemEventHandler):
         rel_dir = os.path.dirname(os.path.relpath(path, self.src))
         target = os.path.join(self.a.dest, rel_dir)
         subprocess.run([*ssh_args(self.a), self.a.host, "mkdir", "-p", target], check=False)
-        subprocess.run(["rsync", "-a", "-e", rsh(self.a), path, f"{self.a.host}:{target}/"],
-                       check=False)
+        rc = subprocess.run(["rsync", "-a", "-e", rsh(self.a), path,
+                             f"{self.a.host}:{target}/"], check=False).returncode
+        print(f"sent {path} rc={rc}", flush=True)
 
     def on_closed(self, event: FileSystemEvent) -> None:
         self.send(event)
@@ -47,6 +48,7 @@ def main() -> None:
     observer = Observer()
     observer.schedule(Handler(a), a.src, recursive=True)
     observer.start()
+    print("watching", a.src, flush=True)
     subprocess.run(["rsync", "-a", "-e", rsh(a), a.src.rstrip("/") + "/",
                     f"{a.host}:{a.dest.rstrip('/')}/"], check=False)
     threading.Event().wait()
