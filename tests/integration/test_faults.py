@@ -121,7 +121,7 @@ def test_destination_down_then_back(sshd, source, worker_env, start_worker):
     assert differences(source, sshd.dest), "the destination was down: something must differ"
 
     sshd.start()
-    wait_identical(source, sshd.dest, timeout=30)
+    _identical(w, source, sshd.dest, timeout=30)
     assert _wait_event(w, "ssh_connected", since=mark, pred=lambda e: e.get("reconnect"))
     assert w.stop() == 0
 
@@ -173,9 +173,10 @@ def test_sigkill_then_restart(sshd, source, worker_env, start_worker):
     make_tree(source / "while-down", nodes=1, resources=1, files=2)
     assert differences(source, sshd.dest)
 
+    mark = len(w.events())  # a second `run` appends to the same log file
     w2 = start_worker({**env, "RRDSYNC_SETTLE": "100ms", "RRDSYNC_MAX_DELAY": "1s"})
-    wait_identical(source, sshd.dest, timeout=30)
-    resumed = _events(w2, "journal_resumed")
+    _identical(w2, source, sshd.dest, timeout=30)
+    resumed = _events(w2, "journal_resumed", since=mark)
     assert resumed and resumed[0]["files"] >= 4, "the journal should have held the seen changes"
     assert w2.stop() == 0
 
@@ -210,9 +211,10 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     unsent = {os.fsencode(rel) for rel in differences(source, sshd.dest)}
     assert unsent <= set(journal), "what was in flight must be in the journal"
 
+    mark = len(w.events())  # a second `run` appends to the same log file
     w2 = start_worker({k: v for k, v in env.items() if k != "RRDSYNC_BWLIMIT"})
-    wait_identical(source, sshd.dest, timeout=30)
-    assert _events(w2, "journal_resumed")
+    _identical(w2, source, sshd.dest, timeout=30)
+    assert _events(w2, "journal_resumed", since=mark)
     assert w2.stop() == 0
 
 
@@ -262,7 +264,7 @@ def test_destination_disk_full_then_freed(sshd, tmpfs_dest, source, worker_env, 
     assert differences(source, tmpfs_dest)
 
     filler.unlink()
-    wait_identical(source, tmpfs_dest, timeout=30)
+    _identical(w, source, tmpfs_dest, timeout=30)
     assert w.stop() == 0
 
 
@@ -284,5 +286,5 @@ def test_destination_read_only_then_writable(sshd, tmpfs_dest, source, worker_en
     assert _snapshot(tmpfs_dest) == before
 
     subprocess.run(["mount", "-o", "remount,rw", str(tmpfs_dest)], check=True)
-    wait_identical(source, tmpfs_dest, timeout=30)
+    _identical(w, source, tmpfs_dest, timeout=30)
     assert w.stop() == 0

@@ -1,0 +1,207 @@
+"""Guarantee 4: no deletion at the destination unless RRDSYNC_DELETE=true, and even then never
+from a source root that is missing, empty, or on another filesystem than at the first run
+(an unmounted volume must not wipe the archive).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.rrd import (
+    RrdsyncProcess,
+    included_files,
+    make_tree,
+    rrd_update,
+    wait_for,
+    wait_identical,
+)
+from tests.fixtures.sshd import Sshd
+
+pytestmark = pytest.mark.slow
+
+
+def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]:
+    return {**worker_env, **sshd.env(), **extra}
+
+
+def _events(proc: RrdsyncProcess, name: str, since: int = 0) -> list[dict]:
+    return [e for e in proc.events()[since:] if e.get("event") == name]
+
+
+def _wait_event(proc: RrdsyncProcess, name: str, since: int = 0, timeout: float = 30,
+                pred: Callable[[dict], bool] = lambda e: True) -> dict:
+    def found():
+        assert proc.proc is not None
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"worker exited ({proc.proc.returncode}):\n"
+                                 + proc.output()[-3000:])
+        return next((e for e in _events(proc, name, since) if pred(e)), None)
+
+    return wait_for(found, timeout=timeout, what=f"event {name}")
+
+
+def _started(proc: RrdsyncProcess, src: Path, dst: Path) -> None:
+    _wait_event(proc, "reconcile_finished", pred=lambda e: e.get("ok"))
+    wait_identical(src, dst, timeout=20)
+
+
+def _full_pass_after(proc: RrdsyncProcess, mark: int) -> dict:
+    """Wait for a complete reconciliation that started after ``mark`` (an event index)."""
+    started = _wait_event(proc, "reconcile_started", since=mark)
+    idx = proc.events().index(started)
+    return _wait_event(proc, "reconcile_finished", since=idx)
+
+
+def test_deletes_are_off_by_default(sshd, source, worker_env, start_worker):
+    """Without RRDSYNC_DELETE a file deleted (or renamed away) at the source stays at the
+    destination, through events and through full reconciliations."""
+    make_tree(source, nodes=2, resources=2, files=1)
+    w = start_worker(_env(worker_env, sshd, RRDSYNC_RESCAN_INTERVAL="1s"))
+    _started(w, source, sshd.dest)
+    archive = set(included_files(sshd.dest))
+
+    mark = len(w.events())
+    (source / "snmp/1/if0/ds0.rrd").unlink()
+    shutil.rmtree(source / "snmp/2/if1")
+    (source / "snmp/1/if1/ds0.rrd").rename(source / "snmp/1/if1/renamed.rrd")
+    wait_for(lambda: (sshd.dest / "snmp/1/if1/renamed.rrd").exists(), timeout=10,
+             what="the renamed file")
+    _full_pass_after(w, mark)
+    _full_pass_after(w, len(w.events()))
+    assert archive <= set(included_files(sshd.dest)), "nothing may be deleted by default"
+    assert not _events(w, "delete_refused")
+    assert w.stop() == 0
+
+
+def test_delete_mirrors_events_and_full_pass(sshd, source, worker_env, start_worker):
+    """With RRDSYNC_DELETE=true deletions are mirrored: from events while running (a file, a
+    whole resource directory, a rename), and by the full pass for files deleted while the
+    worker was stopped."""
+    make_tree(source, nodes=2, resources=2, files=1)
+    env = _env(worker_env, sshd, RRDSYNC_DELETE="true")
+    w = start_worker(env)
+    _started(w, source, sshd.dest)
+
+    (source / "snmp/1/if0/ds0.rrd").unlink()
+    shutil.rmtree(source / "snmp/2/if1")
+    (source / "snmp/1/if1/ds0.rrd").rename(source / "snmp/1/if1/renamed.rrd")
+    wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
+             timeout=10, what="deletions mirrored from events")
+    assert w.stop() == 0
+
+    (source / "snmp/2/if0/ds0.meta").unlink()  # while the worker is stopped
+    mark = len(w.events())  # a second `run` appends to the same log file
+    w2 = start_worker(env)
+    _wait_event(w2, "reconcile_finished", since=mark, pred=lambda e: e.get("ok"))
+    wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
+             timeout=10, what="deletion mirrored by the startup reconciliation")
+    wait_identical(source, sshd.dest)
+    assert not _events(w2, "delete_refused", since=mark)
+    assert w2.stop() == 0
+
+
+def test_guard_refuses_empty_source_root(sshd, source, worker_env, start_worker):
+    """The source root emptied (what an unmounted volume looks like): the worker logs
+    delete_refused and deletes nothing, neither from the deletion events nor at the next
+    start's full pass, though RRDSYNC_DELETE=true."""
+    make_tree(source, nodes=2, resources=1, files=1)
+    env = _env(worker_env, sshd, RRDSYNC_DELETE="true")
+    w = start_worker(env)
+    _started(w, source, sshd.dest)
+    archive = set(included_files(sshd.dest))
+
+    for child in source.iterdir():
+        shutil.rmtree(child)
+    refused = _wait_event(w, "delete_refused", timeout=10)
+    assert "empty" in refused["error"]
+    time.sleep(0.5)
+    assert set(included_files(sshd.dest)) == archive
+    assert w.stop() == 0
+
+    mark = len(w.events())  # a second `run` appends to the same log file
+    w2 = start_worker(env)
+    refused = _wait_event(w2, "delete_refused", since=mark, timeout=15)
+    assert "empty" in refused["error"]
+    _wait_event(w2, "reconcile_finished", since=mark)
+    assert set(included_files(sshd.dest)) == archive
+    assert w2.stop() == 0
+
+
+def test_guard_refuses_missing_source_root(sshd, source, worker_env, start_worker, world_dir):
+    """The source root removed while running (RRDSYNC_DELETE=true): the deletion events and
+    the full passes are refused with delete_refused, the archive stays whole, and the worker
+    stays up: when the root is back, changes flow again."""
+    make_tree(source, nodes=2, resources=1, files=1)
+    w = start_worker(_env(worker_env, sshd, RRDSYNC_DELETE="true",
+                          RRDSYNC_RESCAN_INTERVAL="1s", RRDSYNC_POLL_INTERVAL="500ms"))
+    _started(w, source, sshd.dest)
+    archive = set(included_files(sshd.dest))
+    saved = world_dir / "saved"
+    shutil.copytree(source, saved)
+
+    mark = len(w.events())
+    shutil.rmtree(source)
+    refused = _wait_event(w, "delete_refused", since=mark, timeout=10)
+    assert "missing" in refused["error"]
+    _wait_event(w, "reconcile_started", since=mark, timeout=10)
+    time.sleep(1.5)
+    assert set(included_files(sshd.dest)) == archive
+
+    shutil.copytree(saved, source)  # the volume is back
+    rrd_update(source / "snmp/1/if0/ds0.rrd")
+    wait_identical(source, sshd.dest, timeout=20)
+    assert set(included_files(sshd.dest)) == archive
+    assert w.stop() == 0
+
+
+@pytest.fixture
+def mount_over() -> Iterator[Callable[[Path], None]]:
+    """Mount a fresh tmpfs over a directory; unmounted after the test, whatever happens."""
+    mounted: list[Path] = []
+
+    def mount(path: Path) -> None:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "rrdsync-test",
+                        str(path)], check=True)
+        mounted.append(path)
+
+    try:
+        yield mount
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_guard_refuses_source_on_another_filesystem(sshd, source, worker_env, start_worker,
+                                                    mount_over):
+    """The first run records the source's filesystem; when another filesystem is mounted
+    over the source root later (a different volume, not empty), deletions are refused
+    (delete_refused) while new files are still copied."""
+    make_tree(source, nodes=2, resources=2, files=1)
+    env = _env(worker_env, sshd, RRDSYNC_DELETE="true")
+    w = start_worker(env)
+    _started(w, source, sshd.dest)
+    assert w.stop() == 0
+    archive = set(included_files(sshd.dest))
+
+    mount_over(source)
+    make_tree(source / "other", nodes=1, resources=1, files=1)
+    rrd_update(source / "other/snmp/1/if0/ds0.rrd")
+    mark = len(w.events())  # a second `run` appends to the same log file
+    w2 = start_worker(env)
+    refused = _wait_event(w2, "delete_refused", since=mark, timeout=15)
+    assert "different filesystem" in refused["error"]
+    _wait_event(w2, "reconcile_finished", since=mark)
+    wait_identical(source, sshd.dest, timeout=10)  # copying still works
+    assert archive <= set(included_files(sshd.dest))
+
+    mark = len(w2.events())
+    (source / "other/snmp/1/if0/ds0.rrd").unlink()  # a deletion event: refused too
+    _wait_event(w2, "delete_refused", since=mark, timeout=10)
+    assert (sshd.dest / "other/snmp/1/if0/ds0.rrd").exists()
+    assert w2.stop() == 0
