@@ -86,6 +86,16 @@ def test_every_object_validates_strictly(name):
         validate(doc)
 
 
+@pytest.mark.parametrize("name", ["minimal", "receiver", "ci/full-values.yaml"])
+def test_oldest_supported_kubernetes(name):
+    """Chart.yaml says kubeVersion >=1.25: the objects are valid there too."""
+    import kubernetes_validate
+
+    for doc in objects(VALUE_SETS[name]):
+        if doc["kind"] != "ServiceMonitor":
+            kubernetes_validate.validate(doc, "1.25.0", strict=True)
+
+
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_engine_accepts_the_rendered_environment(name):
     """The ConfigMap is exactly what rrdsync's own configuration loader accepts: known
