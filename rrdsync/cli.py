@@ -47,7 +47,16 @@ def load_config(command: str, role: str = "sidecar") -> config.Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A stop requested while we start up is honoured once the worker exists (exit 0).
+    early_stop: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
     args = _parser().parse_args(argv)
+    if args.command != "run":  # only the worker drains; the others stop the usual way
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if early_stop:
+            return 128 + early_stop[0]
     try:
         cfg = load_config(args.command, getattr(args, "role", "sidecar"))
     except config.ConfigError as e:
@@ -89,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(cfg, publisher)
     signal.signal(signal.SIGTERM, engine.request_stop)
     signal.signal(signal.SIGINT, engine.request_stop)
+    if early_stop:
+        engine.request_stop(early_stop[0])
     try:
         return engine.run()
     except Exception as e:  # a bug or an unrecoverable fault: say so, exit 1

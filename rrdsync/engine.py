@@ -37,6 +37,11 @@ BACKOFF_CAP = 15.0  # longest wait between retries while the destination is fail
 SUMMARY_EVERY = 60.0  # INFO summary of what was sent, instead of a line per batch
 PROGRESS_EVERY = 10.0
 WATCH_RETRY = 5.0  # seconds between attempts to watch a source root that is gone
+# Batching adapts to load: every file due when a run starts goes in that run, and runs
+# start at most this often. A quiet system sends a change as soon as it settles; under
+# load the rate of runs stays bounded (each costs a fixed ~14 ms of CPU here and ~11 ms
+# at the receiver, measured over the multiplexed connection) while batches grow.
+MIN_INTERVAL = 0.25
 ALIVE_EVERY = 5.0  # how often an unchanged journal is touched to mark "still alive"
 # a restart re-sends in full what changed since this long before the journal's last touch
 RECENT_MARGIN = ALIVE_EVERY + 2.0
@@ -317,21 +322,13 @@ class Engine:
                                     nbytes=0, duration=0.0, lags=[], error=error)
             return
         started = time.monotonic()
+        self.pace_until = started + MIN_INTERVAL
         res = self.rsync.send_list(paths, delete_missing=delete)
-        self.pace_until = time.monotonic() + self._pace(res)
         self._settle_batch(batch, before, res)
         self.in_flight = {}
         self._journal_dirty = True
         log.event(LOG, logging.DEBUG, "batch_sent", files=len(res.sent), bytes=res.nbytes,
                   duration_s=time.monotonic() - started, exit_code=res.exit_code)
-
-    @staticmethod
-    def _pace(res: Result) -> float:
-        """Adaptive batching: after a run that took d seconds, let changes gather for a
-        similar time, so that the number of runs per second (each costs a fixed ~40 ms
-        of CPU here and ~75 ms at the receiver) falls as load rises, while a quiet
-        system still sends each change about one round trip after it settles."""
-        return min(res.duration, 0.25)
 
     def _settle_batch(self, batch: dict[str, Entry], before: dict[str, Sig],
                       res: Result) -> None:
