@@ -90,12 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         return verify(cfg)
 
     from .engine import Engine, run_once
-    from .status.publish import Publisher
+    from .status.publish import NullPublisher, Publisher
 
-    publisher = Publisher(cfg)
     if args.command == "once":
-        return run_once(cfg, publisher)
-    engine = Engine(cfg, publisher)
+        return run_once(cfg, NullPublisher())
+    engine = Engine(cfg, Publisher(cfg))
     signal.signal(signal.SIGTERM, engine.request_stop)
     signal.signal(signal.SIGINT, engine.request_stop)
     if early_stop:

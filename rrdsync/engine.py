@@ -402,6 +402,9 @@ class Engine:
         self.rescan_reason = None
         res = self.rsync.full_pass(delete=delete, progress=progress)
         ok = res.result == "ok" and not res.interrupted
+        if progress is not None and ok:
+            total = progress.total or len(res.sent)  # type: ignore[attr-defined]
+            self.pub.initial_progress(len(res.sent), total, total)
         self.pub.batch_finished(kind="full", result=res.result if not res.interrupted
                                 else "failed", exit_code=res.exit_code, files=len(res.sent),
                                 nbytes=res.nbytes, duration=res.duration, lags=[],
@@ -427,6 +430,7 @@ class Engine:
         state = {"at": time.monotonic(), "start": time.monotonic()}
 
         def progress(done: int, checked: int, total: int) -> None:
+            progress.total = total  # type: ignore[attr-defined]
             now = time.monotonic()
             if now - state["at"] < PROGRESS_EVERY:
                 return
@@ -438,6 +442,7 @@ class Engine:
             log.event(LOG, INFO, "reconcile_progress", files=done, checked=checked,
                       total=total, rate_per_s=rate, eta_s=eta, duration_s=elapsed)
 
+        progress.total = 0  # type: ignore[attr-defined]
         return progress
 
     # -- shutdown --------------------------------------------------------------------------

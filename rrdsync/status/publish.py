@@ -294,3 +294,13 @@ class Publisher:
             log.warning("worker not ready: %s", "; ".join(problems),
                         extra={"event": "status.not_ready", "reason": "; ".join(problems)})
         self._was_ready = ready
+
+
+class NullPublisher:
+    """Publishes nothing: for one-shot runs (``rrdsync once`` as an init container or
+    CronJob) where no status server is watching and the run dir may be read-only."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("_") or not hasattr(Publisher, name):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
