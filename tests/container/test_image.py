@@ -4,11 +4,13 @@ receiver lets a sidecar's key do (write, and nothing else)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
 
 from tests.fixtures.containers import HARDENED, Containers, Engine, SshMaterial
+from tests.fixtures.rrd import wait_for
 
 
 def test_image_metadata(container_engine: Engine, rrdsync_image: str):
@@ -100,3 +102,32 @@ def test_receiver_logs_known_hosts_line(containers: Containers, receiver,
     lines = [json.loads(ln) for ln in logs.splitlines() if ln.startswith("{")]
     known = [ln["known_hosts"] for ln in lines if ln.get("event") == "receiver_host_key"]
     assert known and known[0].startswith("[") and known[0].endswith(pub)
+
+
+def test_receiver_generates_host_key_once_and_logs_it_at_every_start(
+        containers: Containers, rrdsync_image: str, ssh_material: SshMaterial, tmp_path):
+    """No host key given: one is generated into the host-key volume on first start, kept
+    across restarts, and its known_hosts line logged each time."""
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 10001, 0)
+    state = containers.volume("hostkeys")
+    name = containers.name("fresh-receiver")
+    containers.run("fresh-receiver", rrdsync_image, "receiver", options=[
+        *HARDENED, "-v", f"{state}:/var/lib/rrdsync", "-v", f"{data}:/data",
+        "-v", f"{ssh_material.authorized_keys}:/etc/rrdsync/receiver/authorized_keys:ro"])
+
+    def known_lines() -> list[str]:
+        out = []
+        for ln in containers.logs(name).splitlines():
+            if ln.startswith("{") and "receiver_host_key" in ln:
+                out.append(json.loads(ln)["known_hosts"].split(" ", 1)[1])
+        return out
+
+    wait_for(lambda: len(known_lines()) == 1, timeout=30, what="first known_hosts line")
+    assert "host_key_generated" in containers.logs(name)
+    containers.engine("restart", "-t", "5", name)
+    wait_for(lambda: len(known_lines()) == 2, timeout=30, what="second known_hosts line")
+    first, second = known_lines()
+    assert first == second and first.startswith("ssh-ed25519 ")
+    assert containers.logs(name).count('"event": "host_key_generated"') == 1
