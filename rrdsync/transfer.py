@@ -180,6 +180,7 @@ class Rsync:
         sel.register(proc.stderr, selectors.EVENT_READ, "err")
         open_streams = 2
         terminated_at: float | None = None
+        exited_at: float | None = None
         while open_streams:
             for key, _ in sel.select(timeout=0.5):
                 chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
@@ -205,10 +206,20 @@ class Rsync:
                     proc.send_signal(signal.SIGTERM)
                 elif now - terminated_at > 1.0:
                     proc.kill()
+            if proc.poll() is not None:
+                # rsync has exited, but its ssh child inherited our stderr and may hold it
+                # open for as long as a hung destination keeps it alive (until keep-alives
+                # give up, or for ever): read what rsync left, then stop waiting; at once
+                # when stopping, so that the stop deadline holds.
+                exited_at = exited_at or time.monotonic()
+                if terminated_at is not None or time.monotonic() - exited_at > 1.0:
+                    break
         if buf:
             self._parse(buf, res, progress)
         proc.wait()
         sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
         res.exit_code = proc.returncode if proc.returncode >= 0 else 20
         res.duration = time.monotonic() - started
         res.stderr = err.decode(errors="replace")
