@@ -9,6 +9,7 @@ everything ends byte-identical (guarantee 1).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from tests.fixtures.rrd import (
     wait_for,
     wait_identical,
 )
-from tests.fixtures.sshd import Sshd
+from tests.fixtures.sshd import Sshd, _tree
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +125,85 @@ def test_destination_down_then_back(sshd, source, worker_env, start_worker):
     _identical(w, source, sshd.dest, timeout=30)
     assert _wait_event(w, "ssh_connected", since=mark, pred=lambda e: e.get("reconnect"))
     assert w.stop() == 0
+
+
+def test_destination_down_at_start(sshd, source, worker_env, start_worker):
+    """Guarantee 2: a worker started before its destination (a sidecar whose receiver is not
+    up yet) keeps retrying, stays up, and delivers the tree and later changes once it is."""
+    files = make_tree(source, nodes=1, resources=2, files=2)
+    sshd.stop()
+    w = start_worker(_env(worker_env, sshd))
+    _wait_event(w, "send_failed", timeout=15)
+    for f in files:
+        rrd_update(f)
+    sshd.start()
+    _identical(w, source, sshd.dest, timeout=30)
+    assert w.stop() == 0
+
+
+def _freeze(server: Sshd, sig: int) -> None:
+    """SIGSTOP/SIGCONT the whole sshd tree: a destination that hangs (TCP stays open,
+    nothing answers), unlike a closed connection."""
+    assert server.proc is not None
+    for pid in _tree(server.proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def test_destination_hangs(sshd, source, worker_env, start_worker):
+    """RRDSYNC_TIMEOUT: when the destination hangs mid-session (no reset, no answer), no
+    transfer hangs longer than the timeout; the worker notices, and once a working
+    destination is back everything is delivered (guarantee 2)."""
+    files = make_tree(source, nodes=1, resources=2, files=2)
+    w = start_worker(_env(worker_env, sshd, RRDSYNC_TIMEOUT="2s"))
+    _synced(w, source, sshd.dest)
+
+    _freeze(sshd, signal.SIGSTOP)
+    try:
+        mark = len(w.events())
+        t0 = time.monotonic()
+        for f in files:
+            rrd_update(f)
+        failed = _wait_event(w, "send_failed", since=mark, timeout=20)
+        assert time.monotonic() - t0 < 12, f"a hung destination held the worker: {failed}"
+    finally:
+        sshd.stop()  # SIGKILL works on stopped processes
+    sshd.start()
+    _identical(w, source, sshd.dest, timeout=30)
+    assert w.stop() == 0
+
+
+def test_sigterm_while_destination_hangs(sshd, source, worker_env, start_worker):
+    """DESIGN `run`: SIGTERM while the rsync in flight is stuck on a hung destination (the
+    default 60 s timeout would not fire) still exits 0 within 10 s, and the stuck batch is
+    delivered after a restart (journal, guarantee 2)."""
+    (source / "snmp").mkdir()
+    env = _env(worker_env, sshd)
+    w = start_worker(env)
+    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"))
+
+    _freeze(sshd, signal.SIGSTOP)
+    try:
+        mark = len(w.events())
+        _write_big(source, 4, 16 * 1024)
+        wait_for(lambda: _rsync_running(w, mark), timeout=10, what="the batch's rsync")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        w.signal(signal.SIGTERM)
+        assert w.proc is not None
+        code = w.proc.wait(timeout=15)
+        took = time.monotonic() - t0
+    finally:
+        sshd.stop()
+    assert code == 0, w.output()[-3000:]
+    assert took < 10, f"stopped after {took:.1f}s\n" + w.output()[-3000:]
+
+    sshd.start()
+    mark = len(w.events())  # a second `run` appends to the same log file
+    w2 = start_worker(env)
+    _identical(w2, source, sshd.dest, timeout=30)
+    assert _events(w2, "journal_resumed", since=mark)
+    assert w2.stop() == 0
 
 
 def test_network_cut_mid_transfer(sshd, source, worker_env, start_worker):
