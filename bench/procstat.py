@@ -1,18 +1,23 @@
-"""CPU and memory of whole process trees, read from /proc.
+"""CPU and memory of whole process trees.
 
-CPU of a tree = the sum over its live processes of utime+stime+cutime+cstime. A process that
-exited and was reaped by a parent in the tree is counted in that parent's cutime/cstime, so
-the sum counts every process exactly once, dead or alive, as long as parents reap their
-children (rsync, ssh, sshd and lsyncd all do). Memory is sampled: the peak of the summed RSS
-of the tree at sample times, and the kernel's own high-water mark (VmHWM) for one process.
+CPU of a tree comes from a cgroup (cgroup v1 ``cpuacct`` or v2 ``cpu.stat``): each tool and
+each destination sshd runs in its own group, which its descendants inherit, and the kernel
+keeps counting the CPU of members that have exited. Summing utime+stime+cutime+cstime over
+a tree from /proc is not enough: a process that exits without its parent waiting for it
+(sshd's privilege-separation monitor does exactly that for the session child that runs the
+rsync server) takes its CPU with it; that sum is kept only as a fallback where no cgroup can
+be made. Memory is sampled: the peak of the summed RSS of the tree at sample times, and the
+kernel's own high-water mark (VmHWM) for one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -150,3 +155,51 @@ class Sampler:
 
 def now() -> float:
     return time.monotonic()
+
+
+class CpuGroup:
+    """A cgroup counting the CPU of everything started in it, including exited members."""
+
+    V1 = Path("/sys/fs/cgroup/cpuacct")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str) -> None:
+        leaf = f"rrdsync-bench-{os.getpid()}-{name}"
+        if (self.V1 / "cpuacct.usage").exists():
+            self.path, self.v2 = self.V1 / leaf, False
+        elif (self.V2 / "cgroup.controllers").exists():
+            self.path, self.v2 = self.V2 / leaf, True
+        else:
+            raise OSError("no cgroup hierarchy with CPU accounting")
+        self.path.mkdir(exist_ok=True)
+
+    @classmethod
+    def make(cls, name: str) -> CpuGroup | None:
+        try:
+            return cls(name)
+        except OSError:
+            return None
+
+    @property
+    def procs(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def add(self, pid: int) -> None:
+        self.procs.write_text(str(pid))
+
+    def cpu(self) -> float:
+        """User+system CPU seconds of every process that ever was in the group."""
+        if self.v2:
+            for line in (self.path / "cpu.stat").read_text().splitlines():
+                if line.startswith("usage_usec"):
+                    return int(line.split()[1]) / 1e6
+            return 0.0
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9
+
+    def close(self) -> None:
+        """Remove the group (its members are gone by then; leftovers go to the parent)."""
+        with contextlib.suppress(OSError):
+            for pid in self.procs.read_text().split():
+                with contextlib.suppress(OSError):
+                    (self.path.parent / "cgroup.procs").write_text(pid)
+            self.path.rmdir()

@@ -61,6 +61,8 @@ def main() -> None:
     sshd = Sshd(workdir=a.scratch / "sshd", dest=a.scratch / "dest")
     sshd.start()
     assert sshd.proc is not None
+    dest_cg = procstat.CpuGroup(f"cost-dest-{os.getpid()}")
+    dest_cg.add(sshd.proc.pid)
     ctl = a.scratch / "ctl"
     ssh = ["ssh", "-p", str(sshd.port), "-i", str(sshd.client_key), "-o",
            f"UserKnownHostsFile={sshd.known_hosts}", "-o", "StrictHostKeyChecking=yes",
@@ -86,7 +88,7 @@ def main() -> None:
                     version[r] += 1
                     rrdtool.update(str(src / r), f"{T0 + STEP * version[r]}:{version[r]}")
                 listing.write_bytes(b"".join(os.fsencode(r) + b"\0" for r in sorted(chosen)))
-                d0 = procstat.tree_cpu(procstat.snapshot(), sshd.proc.pid)
+                d0 = dest_cg.cpu()
                 m0 = procstat.own_cpu(master.pid)
                 c0, t0 = children_cpu(), time.monotonic()
                 subprocess.run(["rsync", *BASE, *opts, "--rsh", rsh,
@@ -94,13 +96,14 @@ def main() -> None:
                 wall += time.monotonic() - t0
                 time.sleep(0.05)  # let the server side exit and be reaped
                 send += children_cpu() - c0 + procstat.own_cpu(master.pid) - m0
-                recv += procstat.tree_cpu(procstat.snapshot(), sshd.proc.pid) - d0
+                recv += dest_cg.cpu() - d0
             n = a.runs
             print(f"{name:<18}{b:>6}{1000 * send / n:>13.1f}{1000 * recv / n:>13.1f}"
                   f"{1000 * wall / n:>13.1f}{1000 * recv / n / b:>14.2f}", flush=True)
     master.terminate()
     master.wait()
     sshd.stop()
+    dest_cg.close()
     shutil.rmtree(a.scratch, ignore_errors=True)
 
 

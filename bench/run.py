@@ -127,10 +127,15 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     sshd = Sshd(workdir=work / "sshd", dest=work / "dest")
     sshd.start()
     assert sshd.proc is not None
+    tool_cg = procstat.CpuGroup.make(f"{name}-tool")
+    dest_cg = procstat.CpuGroup.make(f"{name}-dest")
+    if dest_cg:
+        dest_cg.add(sshd.proc.pid)
     target = Target(src=src, user="rrdsync-t", port=sshd.port, key=sshd.client_key,
                     known_hosts=sshd.known_hosts, dest=sshd.dest, workdir=work)
     launch = tools.TOOLS[name](target)
-    res: dict = {"tool": name, "argv": launch.argv}
+    res: dict = {"tool": name, "argv": launch.argv,
+                 "cpu_method": "cgroup" if tool_cg and dest_cg else "procfs"}
     obs_log = work / "observer.log"
     observer = subprocess.Popen([sys.executable, "-m", "bench.observer", str(sshd.dest),
                                  str(obs_log)], env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -144,7 +149,10 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     busy0, load0, self0 = procstat.system_busy(), procstat.loadavg(), procstat.self_cpu()
     t_start = time.monotonic()
     out = open(work / "tool.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(launch.argv, env=launch.env, stdout=out, stderr=subprocess.STDOUT,
+    argv = launch.argv
+    if tool_cg:
+        argv = [sys.executable, "-m", "bench.cgexec", str(tool_cg.procs), *argv]
+    proc = subprocess.Popen(argv, env=launch.env, stdout=out, stderr=subprocess.STDOUT,
                             cwd=str(REPO), start_new_session=True)
     out.close()
     sampler = procstat.Sampler({"tool": proc.pid, "dest": sshd.proc.pid}).start()
@@ -171,7 +179,16 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
             next_check = time.monotonic() + 2
         time.sleep(0.2)
     res["initial_sync_s"] = initial
-    res["initial_cpu_tree_s"] = procstat.tree_cpu(procstat.snapshot(), proc.pid)
+
+    def tree_cpu(snap: dict[int, procstat.Proc]) -> float:
+        return tool_cg.cpu() if tool_cg else procstat.tree_cpu(snap, proc.pid)
+
+    def dest_cpu(snap: dict[int, procstat.Proc]) -> float:
+        assert sshd.proc is not None
+        return dest_cg.cpu() if dest_cg else procstat.tree_cpu(snap, sshd.proc.pid)
+
+    res["initial_cpu_tree_s"] = tree_cpu(procstat.snapshot())
+    res["initial_cpu_dest_s"] = dest_cpu(procstat.snapshot())
     log(f"{name}: initial sync {f'{initial:.1f} s' if initial is not None else 'NOT reached'}")
 
     # 2. updates
@@ -188,8 +205,7 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
             raise RuntimeError("updater failed")
         time.sleep(0.05)
     snap = procstat.snapshot()
-    cpu0 = {"tree": procstat.tree_cpu(snap, proc.pid), "own": procstat.own_cpu(proc.pid),
-            "dest": procstat.tree_cpu(snap, sshd.proc.pid)}
+    cpu0 = {"tree": tree_cpu(snap), "own": procstat.own_cpu(proc.pid), "dest": dest_cpu(snap)}
     spy = None
     if py_spy and launch.own_python:
         exe = Path(sys.executable).parent / "py-spy"
@@ -230,12 +246,12 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     sampler.stop()
     steady_s = time.monotonic() - g.start
     res.update({
-        "cpu_tree_s": procstat.tree_cpu(snap, proc.pid),
+        "cpu_tree_s": tree_cpu(snap),
         "cpu_own_s": procstat.own_cpu(proc.pid),
-        "cpu_dest_s": procstat.tree_cpu(snap, sshd.proc.pid),
-        "steady_cpu_tree_s": procstat.tree_cpu(snap, proc.pid) - cpu0["tree"],
+        "cpu_dest_s": dest_cpu(snap),
+        "steady_cpu_tree_s": tree_cpu(snap) - cpu0["tree"],
         "steady_cpu_own_s": procstat.own_cpu(proc.pid) - cpu0["own"],
-        "steady_cpu_dest_s": procstat.tree_cpu(snap, sshd.proc.pid) - cpu0["dest"],
+        "steady_cpu_dest_s": dest_cpu(snap) - cpu0["dest"],
         "steady_seconds": steady_s,
         "peak_rss_tree_mb": sampler.peak_rss.get("tool", 0) / 2**20,
         "peak_rss_own_mb": procstat.vm_hwm(proc.pid) / 2**20,
@@ -292,6 +308,9 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     res["lag_sample"] = [round(x, 4) for x in lg.lags[::step]]
     res["reported"] = reported_events(work / "tool.log")
     sshd.stop()
+    for cg in (tool_cg, dest_cg):
+        if cg:
+            cg.close()
     shutil.rmtree(sshd.dest, ignore_errors=True)
     log(f"{name}: p50 {res['lag_p50_s']:.2f} p99 {res['lag_p99_s']:.2f} s, "
         f"undelivered {lg.undelivered}, misplaced {len(misplaced)}, "
