@@ -172,7 +172,7 @@ def test_poll_mode(sshd, source, worker_env, start_worker):
     w = start_worker(_env(worker_env, sshd, RRDSYNC_WATCH="poll",
                           RRDSYNC_POLL_INTERVAL="500ms"))
     _started(w, source, sshd.dest)
-    assert _events(w, "watch_started")[0]["mode"] == "poll"
+    assert _wait_event(w, "watch_started")["mode"] == "poll"
 
     for f in files:
         rrd_update(f)
@@ -236,7 +236,7 @@ def test_watch_limit_falls_back_to_polling(sshd, source, worker_env, start_worke
     _restore("max_user_watches", saved)  # as soon as possible: the limit is host-wide
     assert limit["sysctl"] == "fs.inotify.max_user_watches"
     assert "fs.inotify.max_user_watches" in limit["message"]
-    assert _events(w, "started")[0]["watch"] == "poll"
+    assert _wait_event(w, "started")["watch"] == "poll"
     _started(w, source, sshd.dest)
 
     for f in files:  # one update in every resource directory
