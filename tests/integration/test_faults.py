@@ -232,6 +232,23 @@ def test_network_cut_mid_transfer(sshd, source, worker_env, start_worker):
     assert w.stop() == 0
 
 
+def test_network_cut_during_initial_reconciliation(sshd, source, worker_env, start_worker):
+    """Guarantee 2: the first full pass (a new destination) is cut by the destination going
+    away; the worker retries the reconciliation until the whole tree is there."""
+    _write_big(source, 8, 64 * 1024)  # 512 KiB at 256 KiB/s: about 2 s
+    make_tree(source, nodes=1, resources=2, files=1)
+    w = start_worker(_env(worker_env, sshd, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
+    _wait_event(w, "reconcile_started")
+    wait_for(lambda: any(sshd.dest.rglob("*.rrd")), timeout=10, what="the first files")
+    sshd.stop()
+    _wait_event(w, "reconcile_finished", pred=lambda e: not e.get("ok"), timeout=20)
+    assert differences(source, sshd.dest)
+    sshd.start()
+    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"), timeout=30)
+    _identical(w, source, sshd.dest, timeout=10)
+    assert w.stop() == 0
+
+
 # -- the worker dies or is stopped --------------------------------------------------------------
 
 
@@ -258,6 +275,53 @@ def test_sigkill_then_restart(sshd, source, worker_env, start_worker):
     _identical(w2, source, sshd.dest, timeout=30)
     resumed = _events(w2, "journal_resumed", since=mark)
     assert resumed and resumed[0]["files"] >= 4, "the journal should have held the seen changes"
+    assert w2.stop() == 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (e.g. a worker's run dir)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # a zombie holds nothing
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_sigkill_with_rsync_in_flight(sshd, source, worker_env, start_worker, world_dir):
+    """Guarantees 2 and 3: SIGKILL while a batch is being sent: its rsync and the SSH master
+    die with the worker (nothing outlives it), no partial file is visible, and the batch
+    (in the journal as in flight) is delivered after a restart."""
+    (source / "snmp").mkdir()
+    env = _env(worker_env, sshd, RRDSYNC_BWLIMIT="128", RRDSYNC_COMPRESS="false")
+    w = start_worker(env)
+    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"))
+
+    mark = len(w.events())
+    rels = _write_big(source, 1, 512 * 1024)  # 4 s at 128 KiB/s
+    wait_for(lambda: _rsync_running(w, mark), timeout=10, what="the batch's rsync")
+    time.sleep(1.5)  # the journal (written once a second) holds the batch in flight
+    run_dir = env["RRDSYNC_RUN_DIR"]
+    assert _processes_mentioning(run_dir), "rsync and the ssh master run with the worker"
+    w.kill()
+    wait_for(lambda: not _processes_mentioning(run_dir), timeout=5,
+             what="rsync and ssh to die with the worker")
+    _assert_never_torn(sshd.dest, {rel: {(source / rel).read_bytes()} for rel in rels})
+    assert differences(source, sshd.dest)
+
+    mark = len(w.events())  # a second `run` appends to the same log file
+    w2 = start_worker({k: v for k, v in env.items() if k != "RRDSYNC_BWLIMIT"})
+    _identical(w2, source, sshd.dest, timeout=30)
+    assert _events(w2, "journal_resumed", since=mark)
     assert w2.stop() == 0
 
 
