@@ -3,11 +3,11 @@
 CPU of a tree comes from a cgroup (cgroup v1 ``cpuacct`` or v2 ``cpu.stat``): each tool and
 each destination sshd runs in its own group, which its descendants inherit, and the kernel
 keeps counting the CPU of members that have exited. Summing utime+stime+cutime+cstime over
-a tree from /proc is not enough: a process that exits without its parent waiting for it
-(sshd's privilege-separation monitor does exactly that for the session child that runs the
-rsync server) takes its CPU with it; that sum is kept only as a fallback where no cgroup can
-be made. Memory is sampled: the peak of the summed RSS of the tree at sample times, and the
-kernel's own high-water mark (VmHWM) for one process.
+a tree from /proc is not enough: the CPU of a process that is not reaped by a waiting
+parent is lost to the tree (measured: the CPU of sshd's session process and of the rsync
+server it runs never reaches the sshd listener's cutime); that sum is kept only as a
+fallback where no cgroup can be made. Memory is sampled: the peak of the summed RSS of the
+tree at sample times, and the kernel's own high-water mark (VmHWM) for one process.
 """
 
 from __future__ import annotations
