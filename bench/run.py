@@ -211,8 +211,8 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
         exe = Path(sys.executable).parent / "py-spy"
         spy = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record",
                                 "--pid", str(proc.pid), "--rate", "50",
-                                "--nonblocking", "--format", "speedscope", "-o",
-                                str(work / "py-spy.speedscope.json")],
+                                "--nonblocking", "--format", "raw", "-o",
+                                str(work / "py-spy.txt")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log(f"{name}: updating at {prof.rate}/s for {prof.duration} s")
     _, _, gen_ru = os.wait4(gen.pid, 0)
