@@ -50,7 +50,8 @@ def markdown(doc: dict) -> str:
         f"drain capped at {p['drain_cap']:g} s. Run started {doc['started']}.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
-        f"{m['rsync']}; {m['ssh']}; lsyncd {m['lsyncd']}; {m['rrdtool']}; Python {m['python']}.",
+        f"{m['rsync']}; {m['ssh']}; lsyncd {m['lsyncd']}; {m['rrdtool']}; Python {m['python']};"
+        f" rrdsync at {m.get('rrdsync_commit', '?')}, every setting at its default.",
         "",
         "| " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

@@ -80,7 +80,13 @@ def machine() -> dict:
         first = ((out.stdout or out.stderr).strip().splitlines() or [""])[0]
         return " ".join(first.replace("Version:", "").split()[:4]).rstrip(",")
 
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "rrdsync"], capture_output=True,
+                           text=True).stdout.strip()
     return {
+        "rrdsync_commit": head + (" + uncommitted changes in rrdsync/" if dirty else ""),
         "cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
         "kernel": platform.release(), "python": platform.python_version(),
         "rsync": version(["rsync", "--version"]), "ssh": version(["ssh", "-V"]),
