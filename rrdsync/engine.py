@@ -75,8 +75,10 @@ class Engine:
         self.journal = Journal(cfg.state_dir)
         self.ssh = SshMaster(cfg) if cfg.dest.is_remote else None
         self.rsync = Rsync(cfg, self.ssh, tick=self.tick, abort=self._drain_over)
-        self.watcher = Watcher(cfg, self.pending.add, self._overflowed)
+        self.watcher = Watcher(cfg, self.pending.add, self._overflowed,
+                               on_dir_gone=self._dir_gone)
         self._overflow = threading.Event()
+        self._dir_removed = threading.Event()
         self._stop_at: float | None = None
         self.in_flight: dict[str, Entry] = {}
         self.rescan_reason: str | None = "startup"
@@ -108,6 +110,10 @@ class Engine:
 
     def _drain_over(self) -> bool:
         return self._stop_at is not None and time.monotonic() - self._stop_at > STOP_DRAIN
+
+    def _dir_gone(self) -> None:
+        self._dir_removed.set()
+        self.pending.wake()
 
     def _overflowed(self) -> None:
         self._overflow.set()
@@ -145,6 +151,11 @@ class Engine:
                       "the kernel dropped watch events (inotify queue overflow); "
                       "reconciling the whole tree", sysctl="fs.inotify.max_queued_events")
             self.rescan_reason = self.rescan_reason or "overflow"
+        if self._dir_removed.is_set():
+            # a directory left the tree (deleted, or moved out: no per-file events), and
+            # RRDSYNC_DELETE is on: a full pass with --delete mirrors it (guarded as ever)
+            self._dir_removed.clear()
+            self.rescan_reason = self.rescan_reason or "dir_removed"
         problem = self.watcher.problem()
         if problem and time.monotonic() >= self._watch_retry_at:
             try:

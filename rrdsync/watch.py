@@ -96,10 +96,12 @@ class _Emitter(InotifyEmitter):
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, cfg: Config, sink: Callable[[str], None]) -> None:
+    def __init__(self, root: Path, cfg: Config, sink: Callable[[str], None],
+                 dir_gone: Callable[[], None] | None = None) -> None:
         self.root = os.fspath(root)
         self.cfg = cfg
         self.sink = sink
+        self.dir_gone = dir_gone
 
     def _rel(self, path: str | bytes) -> str | None:
         p = os.fsdecode(path)
@@ -115,10 +117,13 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
-            # watchdog synthesises created/moved events for a directory's contents;
-            # a moved-away or deleted directory's files need their own deletes.
-            if isinstance(event, DirMovedEvent | DirDeletedEvent) and self.cfg.delete:
+            # watchdog synthesises created/moved events for a directory's contents, but a
+            # directory moved out of the tree arrives as one DirDeletedEvent with no event
+            # for its files: only a full pass (with --delete) can mirror that.
+            if isinstance(event, DirDeletedEvent) and self.cfg.delete:
                 LOG.debug("directory gone", extra={"event": "dir_removed"})
+                if self.dir_gone is not None:
+                    self.dir_gone()
             return
         if isinstance(event, FileMovedEvent):
             if self.cfg.delete:
@@ -135,10 +140,12 @@ class Watcher:
     """Runs a watchdog observer over the source tree and reports what it sees."""
 
     def __init__(self, cfg: Config, sink: Callable[[str], None],
-                 on_overflow: Callable[[], None]) -> None:
+                 on_overflow: Callable[[], None],
+                 on_dir_gone: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.sink = sink
         self.on_overflow = on_overflow
+        self.on_dir_gone = on_dir_gone
         self.mode = cfg.watch
         self.observer: BaseObserver | None = None
         self.limit_error: OSError | None = None
@@ -170,7 +177,7 @@ class Watcher:
         self.limit_error = e
 
     def _start(self, observer: BaseObserver) -> None:
-        handler = _Handler(self.cfg.source_dir, self.cfg, self.sink)
+        handler = _Handler(self.cfg.source_dir, self.cfg, self.sink, self.on_dir_gone)
         kwargs = {"event_filter": EVENTS} if self.mode == "inotify" else {}
         observer.schedule(handler, os.fspath(self.cfg.source_dir), recursive=True, **kwargs)
         try:

@@ -27,7 +27,7 @@ RESCAN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200
                            3600.0, 7200.0)
 
 BATCH_RESULTS = ("ok", "partial", "failed")
-RESCAN_REASONS = ("startup", "overflow", "interval", "watch_fallback")
+RESCAN_REASONS = ("startup", "overflow", "interval", "watch_fallback", "dir_removed")
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ class Publisher:
 
     @_never_raises
     def reconcile_started(self, reason: str) -> None:
-        """A full pass began. reason: startup|overflow|interval|watch_fallback."""
+        """A full pass began. reason: startup|overflow|interval|watch_fallback|dir_removed."""
         with self._lock:
             self._state.reconciling = reason
         if self._metrics is not None:
