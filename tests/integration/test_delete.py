@@ -106,6 +106,24 @@ def test_delete_mirrors_events_and_full_pass(sshd, source, worker_env, start_wor
     assert w2.stop() == 0
 
 
+def test_delete_mirrors_a_directory_moved_out_of_the_tree(sshd, source, worker_env,
+                                                         start_worker, world_dir):
+    """With RRDSYNC_DELETE=true a resource directory moved out of the tree (archived with
+    `mv`: inotify reports the directory alone, no file deletions) disappears at the
+    destination too, long before the hourly rescan, while a moved-in one arrives."""
+    make_tree(source, nodes=2, resources=2, files=1)
+    w = start_worker(_env(worker_env, sshd, RRDSYNC_DELETE="true"))
+    _started(w, source, sshd.dest)
+
+    (source / "snmp/2").rename(world_dir / "archived")
+    wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
+             timeout=15, what="the moved-out directory's files deleted at the destination")
+    (world_dir / "archived").rename(source / "snmp/3")
+    wait_identical(source, sshd.dest, timeout=10)
+    assert not _events(w, "delete_refused")
+    assert w.stop() == 0
+
+
 def test_guard_refuses_empty_source_root(sshd, source, worker_env, start_worker):
     """The source root emptied (what an unmounted volume looks like): the worker logs
     delete_refused and deletes nothing, neither from the deletion events nor at the next
