@@ -179,8 +179,9 @@ def test_guard_refuses_missing_source_root(sshd, source, worker_env, start_worke
 
 
 @pytest.fixture
-def mount_over() -> Iterator[Callable[[Path], None]]:
-    """Mount a fresh tmpfs over a directory; unmounted after the test, whatever happens."""
+def mount_over(world_dir: Path) -> Iterator[Callable[[Path], None]]:
+    """Mount a fresh tmpfs over a directory (in world_dir); unmounted after the test,
+    whatever happens, and before world_dir is removed."""
     mounted: list[Path] = []
 
     def mount(path: Path) -> None:
