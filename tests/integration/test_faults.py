@@ -100,6 +100,14 @@ def _rsync_running(proc: RrdsyncProcess, since: int) -> bool:
                for e in _events(proc, "rsync_start", since))
 
 
+def _wait_rsync(proc: RrdsyncProcess, since: int, timeout: float = 10) -> None:
+    """Wait until an event batch's rsync has started (after event index ``since``)."""
+    try:
+        wait_for(lambda: _rsync_running(proc, since), timeout=timeout, what="the batch's rsync")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- worker log ---\n{proc.output()[-6000:]}") from None
+
+
 # -- destination unreachable ----------------------------------------------------------------
 
 
@@ -186,7 +194,7 @@ def test_sigterm_while_destination_hangs(sshd, source, worker_env, start_worker)
     try:
         mark = len(w.events())
         _write_big(source, 4, 16 * 1024)
-        wait_for(lambda: _rsync_running(w, mark), timeout=10, what="the batch's rsync")
+        _wait_rsync(w, mark)
         time.sleep(0.5)
         t0 = time.monotonic()
         w.signal(signal.SIGTERM)
@@ -217,7 +225,7 @@ def test_network_cut_mid_transfer(sshd, source, worker_env, start_worker):
 
     mark = len(w.events())
     _write_big(source, 12, 64 * 1024)  # ~768 KiB at 256 KiB/s: about 3 s in flight
-    wait_for(lambda: _rsync_running(w, mark), timeout=10, what="the batch's rsync")
+    _wait_rsync(w, mark)
     time.sleep(1.0)
     sshd.stop()
     after = {rel: (source / rel).read_bytes() for rel in old}
@@ -308,7 +316,7 @@ def test_sigkill_with_rsync_in_flight(sshd, source, worker_env, start_worker, wo
 
     mark = len(w.events())
     rels = _write_big(source, 1, 512 * 1024)  # 4 s at 128 KiB/s
-    wait_for(lambda: _rsync_running(w, mark), timeout=10, what="the batch's rsync")
+    _wait_rsync(w, mark)
     time.sleep(1.5)  # the journal (written once a second) holds the batch in flight
     run_dir = env["RRDSYNC_RUN_DIR"]
     assert _processes_mentioning(run_dir), "rsync and the ssh master run with the worker"
@@ -337,7 +345,7 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     mark = len(w.events())
     # a large RRD (1 MiB at 64 KiB/s: 16 s, longer than the 8 s drain), then small ones
     rels = _write_big(source, 1, 1024 * 1024) + _write_big(source, 8, 8192, prefix="more")
-    wait_for(lambda: _rsync_running(w, mark), timeout=10, what="the batch's rsync")
+    _wait_rsync(w, mark)
     time.sleep(0.5)
     t0 = time.monotonic()
     w.signal(signal.SIGTERM)
