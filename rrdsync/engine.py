@@ -350,10 +350,8 @@ class Engine:
         retry: dict[str, Entry] = {}
         lags: list[float] = []
         raced = 0
-        # rsync logs a file as sent on the sender's side, before the receiver has renamed
-        # it into place: after a failed or interrupted run, "sent" proves nothing (a cut
-        # connection loses the file it was finishing), so only a clean run confirms.
-        confirmed = res.exit_code in (0, 24) and not res.interrupted
+        # "sent" is the sender's word, not the receiver's: see Result.sent_confirmed
+        confirmed = res.sent_confirmed
         for rel, entry in batch.items():
             if rel in sent and confirmed:
                 if signature(root / rel) != before.get(rel):

@@ -75,6 +75,27 @@ class Result:
     nbytes: int = 0
     stderr: str = ""
     interrupted: bool = False
+    stderr_cut: bool = False  # the start of stderr was dropped (too long to keep)
+
+    @property
+    def sent_confirmed(self) -> bool:
+        """Whether ``sent`` means "now at the destination".
+
+        rsync lists a file on the sender's side once it has sent it, before the receiver
+        has renamed it into place. A cut connection loses the file being finished; a
+        receiver that cannot write (read-only, full) fails every file with code 23 while
+        the sender lists them all. Only a clean run, or a partial one whose every error
+        is the sender's own (a source file it could not read, which it does not list),
+        confirms what was listed.
+        """
+        if self.interrupted:
+            return False
+        if self.exit_code in OK:
+            return True
+        if self.exit_code not in PARTIAL or self.stderr_cut:
+            return False
+        errors = [ln for ln in self.stderr.splitlines() if ln.startswith("rsync: ")]
+        return bool(errors) and all(ln.startswith("rsync: [sender] ") for ln in errors)
 
     @property
     def result(self) -> str:
@@ -192,6 +213,7 @@ class Rsync:
                     err += chunk
                     if len(err) > 65536:
                         del err[:-32768]
+                        res.stderr_cut = True
                     continue
                 buf += chunk
                 *lines, buf = re.split(rb"[\r\n]", buf)
