@@ -32,7 +32,10 @@ from .watch import Watcher
 LOG = log.get("engine")
 INFO, WARNING, ERROR = logging.INFO, logging.WARNING, logging.ERROR
 
-STOP_DRAIN = 8.0  # seconds the rsync in flight may take after SIGTERM (exit within 10 s)
+# Seconds the rsync in flight may take after SIGTERM. Then it gets SIGTERM (SIGKILL 0.5 s
+# later) and the journal is written: the process is gone well inside Docker's and
+# Kubernetes' default 10 s grace period, with a margin for a loaded machine.
+STOP_DRAIN = 7.5
 BACKOFF_CAP = 15.0  # longest wait between retries while the destination is failing
 SUMMARY_EVERY = 60.0  # INFO summary of what was sent, instead of a line per batch
 PROGRESS_EVERY = 10.0

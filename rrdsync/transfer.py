@@ -203,7 +203,7 @@ class Rsync:
         terminated_at: float | None = None
         exited_at: float | None = None
         while open_streams:
-            for key, _ in sel.select(timeout=0.5):
+            for key, _ in sel.select(timeout=0.2):
                 chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
                 if not chunk:
                     sel.unregister(key.fileobj)
@@ -226,7 +226,7 @@ class Rsync:
                     res.interrupted = True
                     terminated_at = now
                     proc.send_signal(signal.SIGTERM)
-                elif now - terminated_at > 1.0:
+                elif now - terminated_at > 0.5:
                     proc.kill()
             if proc.poll() is not None:
                 # rsync has exited, but its ssh child inherited our stderr and may hold it
