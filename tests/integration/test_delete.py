@@ -30,32 +30,18 @@ def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]
     return {**worker_env, **sshd.env(), **extra}
 
 
-def _events(proc: RrdsyncProcess, name: str, since: int = 0) -> list[dict]:
-    return [e for e in proc.events()[since:] if e.get("event") == name]
-
-
-def _wait_event(proc: RrdsyncProcess, name: str, since: int = 0, timeout: float = 30,
-                pred: Callable[[dict], bool] = lambda e: True) -> dict:
-    def found():
-        assert proc.proc is not None
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"worker exited ({proc.proc.returncode}):\n"
-                                 + proc.output()[-3000:])
-        return next((e for e in _events(proc, name, since) if pred(e)), None)
-
-    return wait_for(found, timeout=timeout, what=f"event {name}")
 
 
 def _started(proc: RrdsyncProcess, src: Path, dst: Path) -> None:
-    _wait_event(proc, "reconcile_finished", pred=lambda e: e.get("ok"))
+    proc.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
     wait_identical(src, dst, timeout=20)
 
 
 def _full_pass_after(proc: RrdsyncProcess, mark: int) -> dict:
     """Wait for a complete reconciliation that started after ``mark`` (an event index)."""
-    started = _wait_event(proc, "reconcile_started", since=mark)
+    started = proc.wait_event("reconcile_started", since=mark)
     idx = proc.events().index(started)
-    return _wait_event(proc, "reconcile_finished", since=idx)
+    return proc.wait_event("reconcile_finished", since=idx)
 
 
 def test_deletes_are_off_by_default(sshd, source, worker_env, start_worker):
@@ -75,7 +61,7 @@ def test_deletes_are_off_by_default(sshd, source, worker_env, start_worker):
     _full_pass_after(w, mark)
     _full_pass_after(w, len(w.events()))
     assert archive <= set(included_files(sshd.dest)), "nothing may be deleted by default"
-    assert not _events(w, "delete_refused")
+    assert not w.events("delete_refused")
     assert w.stop() == 0
 
 
@@ -96,13 +82,13 @@ def test_delete_mirrors_events_and_full_pass(sshd, source, worker_env, start_wor
     assert w.stop() == 0
 
     (source / "snmp/2/if0/ds0.meta").unlink()  # while the worker is stopped
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker(env)
-    _wait_event(w2, "reconcile_finished", since=mark, pred=lambda e: e.get("ok"))
+    w2.wait_event("reconcile_finished", since=mark, pred=lambda e: e.get("ok"))
     wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
              timeout=10, what="deletion mirrored by the startup reconciliation")
     wait_identical(source, sshd.dest)
-    assert not _events(w2, "delete_refused", since=mark)
+    assert not w2.events("delete_refused", since=mark)
     assert w2.stop() == 0
 
 
@@ -120,7 +106,7 @@ def test_delete_mirrors_a_directory_moved_out_of_the_tree(sshd, source, worker_e
              timeout=15, what="the moved-out directory's files deleted at the destination")
     (world_dir / "archived").rename(source / "snmp/3")
     wait_identical(source, sshd.dest, timeout=10)
-    assert not _events(w, "delete_refused")
+    assert not w.events("delete_refused")
     assert w.stop() == 0
 
 
@@ -136,17 +122,17 @@ def test_guard_refuses_empty_source_root(sshd, source, worker_env, start_worker)
 
     for child in source.iterdir():
         shutil.rmtree(child)
-    refused = _wait_event(w, "delete_refused", timeout=10)
+    refused = w.wait_event("delete_refused", timeout=10)
     assert "empty" in refused["error"]
     time.sleep(0.5)
     assert set(included_files(sshd.dest)) == archive
     assert w.stop() == 0
 
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker(env)
-    refused = _wait_event(w2, "delete_refused", since=mark, timeout=15)
+    refused = w2.wait_event("delete_refused", since=mark, timeout=15)
     assert "empty" in refused["error"]
-    _wait_event(w2, "reconcile_finished", since=mark)
+    w2.wait_event("reconcile_finished", since=mark)
     assert set(included_files(sshd.dest)) == archive
     assert w2.stop() == 0
 
@@ -167,7 +153,7 @@ def test_guard_refuses_missing_source_root(sshd, source, worker_env, start_worke
     shutil.rmtree(source)
     # the deletion events may see the root still there but emptied; the full passes
     # (every second here) find it missing
-    _wait_event(w, "delete_refused", since=mark, timeout=10,
+    w.wait_event("delete_refused", since=mark, timeout=10,
                 pred=lambda e: "missing" in e["error"])
     time.sleep(1.5)
     assert set(included_files(sshd.dest)) == archive
@@ -212,16 +198,16 @@ def test_guard_refuses_source_on_another_filesystem(sshd, source, worker_env, st
     mount_over(source)
     make_tree(source / "other", nodes=1, resources=1, files=1)
     rrd_update(source / "other/snmp/1/if0/ds0.rrd")
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker(env)
-    refused = _wait_event(w2, "delete_refused", since=mark, timeout=15)
+    refused = w2.wait_event("delete_refused", since=mark, timeout=15)
     assert "different filesystem" in refused["error"]
-    _wait_event(w2, "reconcile_finished", since=mark)
+    w2.wait_event("reconcile_finished", since=mark)
     wait_identical(source, sshd.dest, timeout=10)  # copying still works
     assert archive <= set(included_files(sshd.dest))
 
     mark = len(w2.events())
     (source / "other/snmp/1/if0/ds0.rrd").unlink()  # a deletion event: refused too
-    _wait_event(w2, "delete_refused", since=mark, timeout=10)
+    w2.wait_event("delete_refused", since=mark, timeout=10)
     assert (sshd.dest / "other/snmp/1/if0/ds0.rrd").exists()
     assert w2.stop() == 0

@@ -36,25 +36,11 @@ def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]
     return {**worker_env, **sshd.env(), **extra}
 
 
-def _events(proc: RrdsyncProcess, name: str, since: int = 0) -> list[dict]:
-    return [e for e in proc.events()[since:] if e.get("event") == name]
-
-
-def _wait_event(proc: RrdsyncProcess, name: str, since: int = 0, timeout: float = 30,
-                pred=lambda e: True) -> dict:
-    def found():
-        assert proc.proc is not None
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"worker exited ({proc.proc.returncode}):\n"
-                                 + proc.output()[-3000:])
-        return next((e for e in _events(proc, name, since) if pred(e)), None)
-
-    return wait_for(found, timeout=timeout, what=f"event {name}")
 
 
 def _synced(proc: RrdsyncProcess, src: Path, dst: Path, timeout: float = 30) -> None:
     """Wait for the startup reconciliation to finish, and the trees to be identical."""
-    _wait_event(proc, "reconcile_finished", timeout=timeout, pred=lambda e: e.get("ok"))
+    proc.wait_event("reconcile_finished", timeout=timeout, pred=lambda e: e.get("ok"))
     wait_identical(src, dst, timeout=timeout)
 
 
@@ -97,7 +83,7 @@ def _write_big(src: Path, count: int, size: int, prefix: str = "big") -> list[st
 
 def _rsync_running(proc: RrdsyncProcess, since: int) -> bool:
     return any("--files-from" in " ".join(e.get("argv", []))
-               for e in _events(proc, "rsync_start", since))
+               for e in proc.events("rsync_start", since))
 
 
 def _wait_rsync(proc: RrdsyncProcess, since: int, timeout: float = 10) -> None:
@@ -123,7 +109,7 @@ def test_destination_down_then_back(sshd, source, worker_env, start_worker):
     for f in files:
         rrd_update(f)
     make_tree(source / "later", nodes=1, resources=2, files=2)
-    _wait_event(w, "send_failed", since=mark, timeout=20)
+    w.wait_event("send_failed", since=mark, timeout=20)
     for f in files[:3]:  # more changes while it keeps failing
         rrd_update(f)
     time.sleep(1)
@@ -131,7 +117,7 @@ def test_destination_down_then_back(sshd, source, worker_env, start_worker):
 
     sshd.start()
     _identical(w, source, sshd.dest, timeout=30)
-    assert _wait_event(w, "ssh_connected", since=mark, pred=lambda e: e.get("reconnect"))
+    assert w.wait_event("ssh_connected", since=mark, pred=lambda e: e.get("reconnect"))
     assert w.stop() == 0
 
 
@@ -141,7 +127,7 @@ def test_destination_down_at_start(sshd, source, worker_env, start_worker):
     files = make_tree(source, nodes=1, resources=2, files=2)
     sshd.stop()
     w = start_worker(_env(worker_env, sshd))
-    _wait_event(w, "send_failed", timeout=15)
+    w.wait_event("send_failed", timeout=15)
     for f in files:
         rrd_update(f)
     sshd.start()
@@ -172,7 +158,7 @@ def test_destination_hangs(sshd, source, worker_env, start_worker):
         t0 = time.monotonic()
         for f in files:
             rrd_update(f)
-        failed = _wait_event(w, "send_failed", since=mark, timeout=20)
+        failed = w.wait_event("send_failed", since=mark, timeout=20)
         assert time.monotonic() - t0 < 12, f"a hung destination held the worker: {failed}"
     finally:
         sshd.stop()  # SIGKILL works on stopped processes
@@ -188,7 +174,7 @@ def test_sigterm_while_destination_hangs(sshd, source, worker_env, start_worker)
     (source / "snmp").mkdir()
     env = _env(worker_env, sshd)
     w = start_worker(env)
-    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"))
+    w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
 
     _freeze(sshd, signal.SIGSTOP)
     try:
@@ -207,10 +193,10 @@ def test_sigterm_while_destination_hangs(sshd, source, worker_env, start_worker)
     assert took < 10, f"stopped after {took:.1f}s\n" + w.output()[-3000:]
 
     sshd.start()
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker(env)
     _identical(w2, source, sshd.dest, timeout=30)
-    assert _events(w2, "journal_resumed", since=mark)
+    assert w2.events("journal_resumed", since=mark)
     assert w2.stop() == 0
 
 
@@ -231,7 +217,7 @@ def test_network_cut_mid_transfer(sshd, source, worker_env, start_worker):
     after = {rel: (source / rel).read_bytes() for rel in old}
     allowed = {rel: {before[rel], after[rel]} for rel in old}
     _assert_never_torn(sshd.dest, allowed)
-    _wait_event(w, "send_failed", since=mark, timeout=20)
+    w.wait_event("send_failed", since=mark, timeout=20)
     assert differences(source, sshd.dest), "the cut batch cannot have completed"
     _assert_never_torn(sshd.dest, allowed)
 
@@ -246,13 +232,13 @@ def test_network_cut_during_initial_reconciliation(sshd, source, worker_env, sta
     _write_big(source, 8, 64 * 1024)  # 512 KiB at 256 KiB/s: about 2 s
     make_tree(source, nodes=1, resources=2, files=1)
     w = start_worker(_env(worker_env, sshd, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
-    _wait_event(w, "reconcile_started")
+    w.wait_event("reconcile_started")
     wait_for(lambda: any(sshd.dest.rglob("*.rrd")), timeout=10, what="the first files")
     sshd.stop()
-    _wait_event(w, "reconcile_finished", pred=lambda e: not e.get("ok"), timeout=20)
+    w.wait_event("reconcile_finished", pred=lambda e: not e.get("ok"), timeout=20)
     assert differences(source, sshd.dest)
     sshd.start()
-    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"), timeout=30)
+    w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"), timeout=30)
     _identical(w, source, sshd.dest, timeout=10)
     assert w.stop() == 0
 
@@ -278,10 +264,10 @@ def test_sigkill_then_restart(sshd, source, worker_env, start_worker):
     make_tree(source / "while-down", nodes=1, resources=1, files=2)
     assert differences(source, sshd.dest)
 
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker({**env, "RRDSYNC_SETTLE": "100ms", "RRDSYNC_MAX_DELAY": "1s"})
     _identical(w2, source, sshd.dest, timeout=30)
-    resumed = _events(w2, "journal_resumed", since=mark)
+    resumed = w2.events("journal_resumed", since=mark)
     assert resumed and resumed[0]["files"] >= 4, "the journal should have held the seen changes"
     assert w2.stop() == 0
 
@@ -312,7 +298,7 @@ def test_sigkill_with_rsync_in_flight(sshd, source, worker_env, start_worker, wo
     (source / "snmp").mkdir()
     env = _env(worker_env, sshd, RRDSYNC_BWLIMIT="128", RRDSYNC_COMPRESS="false")
     w = start_worker(env)
-    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"))
+    w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
 
     mark = len(w.events())
     rels = _write_big(source, 1, 512 * 1024)  # 4 s at 128 KiB/s
@@ -326,10 +312,10 @@ def test_sigkill_with_rsync_in_flight(sshd, source, worker_env, start_worker, wo
     _assert_never_torn(sshd.dest, {rel: {(source / rel).read_bytes()} for rel in rels})
     assert differences(source, sshd.dest)
 
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker({k: v for k, v in env.items() if k != "RRDSYNC_BWLIMIT"})
     _identical(w2, source, sshd.dest, timeout=30)
-    assert _events(w2, "journal_resumed", since=mark)
+    assert w2.events("journal_resumed", since=mark)
     assert w2.stop() == 0
 
 
@@ -340,7 +326,7 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     (source / "snmp").mkdir()
     env = _env(worker_env, sshd, RRDSYNC_BWLIMIT="64", RRDSYNC_COMPRESS="false")
     w = start_worker(env)
-    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"))
+    w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
 
     mark = len(w.events())
     # a large RRD (1 MiB at 64 KiB/s: 16 s, longer than the 8 s drain), then small ones
@@ -355,7 +341,7 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     assert code == 0, w.output()[-3000:]
     assert took < 10, f"stopped after {took:.1f}s"
     assert took > 5, f"stopped after {took:.1f}s: was the rsync really in flight?"
-    assert _events(w, "stopping")[0]["in_flight"] >= 1
+    assert w.events("stopping")[0]["in_flight"] >= 1
     _assert_never_torn(sshd.dest, {rel: {(source / rel).read_bytes()} for rel in rels})
     assert differences(source, sshd.dest), "a 16 s transfer cannot have finished"
 
@@ -363,10 +349,10 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     unsent = {os.fsencode(rel) for rel in differences(source, sshd.dest)}
     assert unsent <= set(journal), "what was in flight must be in the journal"
 
-    mark = len(w.events())  # a second `run` appends to the same log file
+    mark = 0  # the restarted worker has a log of its own
     w2 = start_worker({k: v for k, v in env.items() if k != "RRDSYNC_BWLIMIT"})
     _identical(w2, source, sshd.dest, timeout=30)
-    assert _events(w2, "journal_resumed", since=mark)
+    assert w2.events("journal_resumed", since=mark)
     assert w2.stop() == 0
 
 
@@ -409,7 +395,7 @@ def test_destination_disk_full_then_freed(sshd, tmpfs_dest, source, worker_env, 
     for f in files:
         rrd_update(f)
     _write_big(source, 4, 128 * 1024, prefix="new")
-    failed = _wait_event(w, "send_failed", since=mark, timeout=20)
+    failed = w.wait_event("send_failed", since=mark, timeout=20)
     assert failed["exit_code"] not in (0, 24)
     allowed = {rel: {before[rel], (source / rel).read_bytes()} for rel in before}
     _assert_never_torn(tmpfs_dest, allowed)
@@ -434,7 +420,7 @@ def test_destination_read_only_then_writable(sshd, tmpfs_dest, source, worker_en
     for f in files:
         rrd_update(f)
     make_tree(source / "new", nodes=1, resources=1, files=1)
-    _wait_event(w, "send_failed", since=mark, timeout=20)
+    w.wait_event("send_failed", since=mark, timeout=20)
     assert _snapshot(tmpfs_dest) == before
 
     subprocess.run(["mount", "-o", "remount,rw", str(tmpfs_dest)], check=True)

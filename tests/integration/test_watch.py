@@ -20,7 +20,6 @@ from tests.fixtures.rrd import (
     RrdsyncProcess,
     make_tree,
     rrd_update,
-    wait_for,
     wait_identical,
 )
 from tests.fixtures.sshd import Sshd
@@ -34,20 +33,6 @@ def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]
     return {**worker_env, **sshd.env(), **extra}
 
 
-def _events(proc: RrdsyncProcess, name: str, since: int = 0) -> list[dict]:
-    return [e for e in proc.events()[since:] if e.get("event") == name]
-
-
-def _wait_event(proc: RrdsyncProcess, name: str, since: int = 0, timeout: float = 30,
-                pred: Callable[[dict], bool] = lambda e: True) -> dict:
-    def found():
-        assert proc.proc is not None
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"worker exited ({proc.proc.returncode}):\n"
-                                 + proc.output()[-3000:])
-        return next((e for e in _events(proc, name, since) if pred(e)), None)
-
-    return wait_for(found, timeout=timeout, what=f"event {name}")
 
 
 def _identical(proc: RrdsyncProcess, src: Path, dst: Path, timeout: float = 30) -> None:
@@ -60,12 +45,12 @@ def _identical(proc: RrdsyncProcess, src: Path, dst: Path, timeout: float = 30) 
 
 def _started(proc: RrdsyncProcess, src: Path, dst: Path) -> None:
     """The startup reconciliation is done and the trees are identical."""
-    _wait_event(proc, "reconcile_finished", pred=lambda e: e.get("ok"))
+    proc.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
     _identical(proc, src, dst)
 
 
 def _rescans(proc: RrdsyncProcess) -> list[str]:
-    return [e["reason"] for e in _events(proc, "reconcile_started")]
+    return [e["reason"] for e in proc.events("reconcile_started")]
 
 
 @pytest.fixture
@@ -132,7 +117,7 @@ def test_jrobin_write_without_close(sshd, source, worker_env, start_worker):
     """Guarantee 1: a JRobin-style writer rewrites its .jrb in place with write() and keeps
     the file open (MODIFY, never CLOSE_WRITE); each rewrite still arrives while it is open."""
     w = start_worker(_env(worker_env, sshd))
-    _wait_event(w, "reconcile_finished", pred=lambda e: e.get("ok"))
+    w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
     jrb = source / "snmp" / "1" / "if0" / "ifInOctets.jrb"
     jrb.parent.mkdir(parents=True)
     jrb.write_bytes(b"\0" * 8192)
@@ -172,7 +157,7 @@ def test_poll_mode(sshd, source, worker_env, start_worker):
     w = start_worker(_env(worker_env, sshd, RRDSYNC_WATCH="poll",
                           RRDSYNC_POLL_INTERVAL="500ms"))
     _started(w, source, sshd.dest)
-    assert _wait_event(w, "watch_started")["mode"] == "poll"
+    assert w.wait_event("watch_started")["mode"] == "poll"
 
     for f in files:
         rrd_update(f)
@@ -194,7 +179,7 @@ def test_inotify_queue_overflow_is_detected_and_reconciled(sshd, source, worker_
     saved = (INOTIFY / "max_queued_events").read_text().strip()
     inotify_sysctl("max_queued_events", 16)  # read once, when the worker creates its instance
     w = start_worker(_env(worker_env, sshd))
-    _wait_event(w, "watch_started")
+    w.wait_event("watch_started")
     _restore("max_queued_events", saved)  # the worker's queue keeps its 16 slots
     _started(w, source, sshd.dest)
 
@@ -205,9 +190,9 @@ def test_inotify_queue_overflow_is_detected_and_reconciled(sshd, source, worker_
             (burst / f"ds{attempt}-{i}.rrd").write_bytes(b"x" * 64)
         if wait_for_overflow(w, timeout=3):
             break
-    overflow = _wait_event(w, "watch_overflow", timeout=1)
+    overflow = w.wait_event("watch_overflow", timeout=1)
     assert overflow["sysctl"] == "fs.inotify.max_queued_events"
-    _wait_event(w, "reconcile_started", pred=lambda e: e.get("reason") == "overflow")
+    w.wait_event("reconcile_started", pred=lambda e: e.get("reason") == "overflow")
     _identical(w, source, sshd.dest, timeout=20)
     assert w.stop() == 0
 
@@ -215,7 +200,7 @@ def test_inotify_queue_overflow_is_detected_and_reconciled(sshd, source, worker_
 def wait_for_overflow(w: RrdsyncProcess, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _events(w, "watch_overflow"):
+        if w.events("watch_overflow"):
             return True
         time.sleep(0.1)
     return False
@@ -232,11 +217,11 @@ def test_watch_limit_falls_back_to_polling(sshd, source, worker_env, start_worke
     # for watches they might drop meanwhile)
     inotify_sysctl("max_user_watches", _watches_of_uid(os.getuid()) + 2)
     w = start_worker(_env(worker_env, sshd, RRDSYNC_POLL_INTERVAL="1s"))
-    limit = _wait_event(w, "watch_limit", timeout=15)
+    limit = w.wait_event("watch_limit", timeout=15)
     _restore("max_user_watches", saved)  # as soon as possible: the limit is host-wide
     assert limit["sysctl"] == "fs.inotify.max_user_watches"
     assert "fs.inotify.max_user_watches" in limit["message"]
-    assert _wait_event(w, "started")["watch"] == "poll"
+    assert w.wait_event("started")["watch"] == "poll"
     _started(w, source, sshd.dest)
 
     for f in files:  # one update in every resource directory
@@ -254,17 +239,17 @@ def test_watch_limit_reached_later_switches_to_polling(sshd, source, worker_env,
     make_tree(source, nodes=1, resources=1, files=1)
     w = start_worker(_env(worker_env, sshd, RRDSYNC_POLL_INTERVAL="1s"))
     _started(w, source, sshd.dest)
-    assert _events(w, "started")[0]["watch"] == "inotify"
+    assert w.events("started")[0]["watch"] == "inotify"
 
     saved = (INOTIFY / "max_user_watches").read_text().strip()
     inotify_sysctl("max_user_watches", _watches_of_uid(os.getuid()) + 2)
     try:
         files = make_tree(source / "snmp" / "fs" / "New", nodes=3, resources=3, files=1)
-        failed = _wait_event(w, "watch_failed", timeout=10)
+        failed = w.wait_event("watch_failed", timeout=10)
     finally:
         _restore("max_user_watches", saved)
     assert failed["sysctl"] == "fs.inotify.max_user_watches"
-    _wait_event(w, "reconcile_started", pred=lambda e: e.get("reason") == "watch_fallback")
+    w.wait_event("reconcile_started", pred=lambda e: e.get("reason") == "watch_fallback")
     _identical(w, source, sshd.dest, timeout=15)
     for f in files:
         rrd_update(f)
