@@ -63,3 +63,16 @@ def test_exit_code_classes():
     for code in (1, 5, 10, 11, 12, 30, 255):
         r = Result(code, 0, stderr="boom\n")
         assert r.result == "failed" and f"rsync exit {code}" in r.error and "boom" in r.error
+
+
+def test_sent_is_confirmed_only_by_a_clean_run_or_sender_side_errors():
+    """rsync lists a file on the sending side before the receiver commits it."""
+    assert Result(0, 0).sent_confirmed and Result(24, 0).sent_confirmed
+    assert not Result(0, 0, interrupted=True).sent_confirmed
+    assert not Result(12, 0).sent_confirmed and not Result(255, 0).sent_confirmed
+    receiver = Result(23, 0, stderr='rsync: [receiver] mkstemp "x" failed: Read-only\n')
+    assert not receiver.sent_confirmed
+    sender = Result(23, 0, stderr='rsync: [sender] send_files failed to open "x": Permission '
+                                  'denied (13)\n')
+    assert sender.sent_confirmed
+    assert not Result(23, 0, stderr=sender.stderr, stderr_cut=True).sent_confirmed
