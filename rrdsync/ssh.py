@@ -37,13 +37,27 @@ _SAFE = re.compile(r"^[A-Za-z0-9/._-]+$")
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the worker dies, however it dies."""
+_SETPRIV = shutil.which("setpriv")
+_libc: ctypes.CDLL | None = None
+
+
+def _set_pdeathsig() -> None:
+    """preexec_fn fallback (forces a full fork of this process: ~3 ms of CPU per child)."""
+    global _libc
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        _libc = _libc or ctypes.CDLL("libc.so.6", use_errno=True)
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except OSError:
         pass
+
+
+def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    """Start a child that gets SIGTERM when the worker dies, however it dies (SIGKILL too),
+    so no rsync or ssh outlives it. util-linux's ``setpriv --pdeathsig`` does that without
+    a preexec_fn, which keeps Python's cheap vfork path (0.4 ms instead of 3 ms per run)."""
+    if _SETPRIV:
+        return subprocess.Popen([_SETPRIV, "--pdeathsig", "TERM", "--", *argv], **kwargs)
+    return subprocess.Popen(argv, preexec_fn=_set_pdeathsig, **kwargs)
 
 
 class SshError(Exception):
@@ -155,8 +169,8 @@ class SshMaster:
                 "-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes",
                 self.cfg.dest.ssh_host()]
         started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+        self.proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True,
                          name="ssh-stderr").start()
         deadline = started + self.cfg.timeout + 5

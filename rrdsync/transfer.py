@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import log
 from .config import Config
-from .ssh import SshMaster, die_with_parent
+from .ssh import SshMaster, spawn
 
 LOG = log.get("transfer")
 
@@ -190,8 +190,8 @@ class Rsync:
             ) -> Result:
         LOG.debug("rsync", extra={"event": "rsync_start", "argv": argv})
         started = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+        proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
         res = Result(exit_code=-1, duration=0.0)
         err = bytearray()
         buf = b""
