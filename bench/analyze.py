@@ -56,6 +56,7 @@ class ObsLog:
     arrivals: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     first_seen: dict[str, float] = field(default_factory=dict)
     overflows: int = 0
+    watch_failures: int = 0
     hashing_since: float | None = None
 
 
@@ -74,6 +75,8 @@ def read_obslog(path: Path, offset: int = 0, into: ObsLog | None = None) -> tupl
         if rel.startswith("!"):
             if rel == "!overflow":
                 o.overflows += 1
+            elif rel == "!watch_failed":
+                o.watch_failures += 1
             elif rel == "!hashing":
                 o.hashing_since = t
             continue

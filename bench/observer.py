@@ -14,7 +14,8 @@ SIGUSR1 it reads every arriving file and logs an 8-byte BLAKE2b digest of its co
 the analysis matches against the digests the workload generator logged after each update:
 an update counts as delivered when the destination first holds that version or a later
 one. Two timestamps bracket a line: the kernel's event is no later than the time logged.
-Overflows of the kernel queue are logged as ``<t> !overflow -``, followed by a rescan.
+Overflows of the kernel queue are logged as ``<t> !overflow -``, followed by a rescan; a
+directory that cannot be watched (the per-UID watch limit) as ``<t> !watch_failed <error>``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class Observer:
         """Watch a directory, then report what it already holds (files created before)."""
         wd = _libc.inotify_add_watch(self.fd, directory, MASK | IN_ONLYDIR)
         if wd < 0:
+            # e.g. ENOSPC: the per-UID watch limit, shared with every tool running as root
+            err = os.strerror(ctypes.get_errno())
+            self.log.write(f"{time.monotonic():.6f}\t!watch_failed\t{err}\n")
             return
         self.wd[wd] = directory
         try:
