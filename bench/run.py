@@ -139,7 +139,7 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
         dest_cg.add(sshd.proc.pid)
     target = Target(src=src, user="rrdsync-t", port=sshd.port, key=sshd.client_key,
                     known_hosts=sshd.known_hosts, dest=sshd.dest, workdir=work)
-    launch = tools.TOOLS[name](target)
+    launch = tools.variant(name)(target)
     res: dict = {"tool": name, "argv": launch.argv,
                  "cpu_method": "cgroup" if tool_cg and dest_cg else "procfs"}
     obs_log = work / "observer.log"
@@ -372,7 +372,8 @@ def prepare_source(prof: Profile, root: Path, fresh: bool) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("profile", choices=sorted(PROFILES))
-    ap.add_argument("--tools", help="comma-separated subset of: " + ", ".join(ALL))
+    ap.add_argument("--tools", help="comma-separated subset of: " + ", ".join(ALL) +
+                    "; rrdsync+SETTLE=100ms+... runs rrdsync with RRDSYNC_* settings changed")
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/rrdsync-bench"),
                     help="where trees and per-tool work dirs go (default %(default)s)")
     ap.add_argument("--out", type=Path, help="results dir (default bench/results/<profile>)")
@@ -387,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                        prof.drain_cap, prof.initial_cap, prof.tools)
     names = a.tools.split(",") if a.tools else list(prof.tools)
     for n in names:
-        if n not in tools.TOOLS:
+        try:
+            tools.variant(n)
+        except KeyError:
             ap.error(f"unknown tool {n!r}")
     out = a.out or REPO / "bench" / "results" / prof.name
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,17 @@ def lsyncd(t: Target, delay: float | None) -> Launch:
         "  },\n"
         "}\n")
     return Launch(["lsyncd", "-nodaemon", str(cfg)], _base_env())
+
+
+def variant(name: str) -> Callable[[Target], Launch]:
+    """``rrdsync+SETTLE=100ms+MAX_DELAY=1s``: rrdsync with some RRDSYNC_* settings changed."""
+    if name in TOOLS:
+        return TOOLS[name]
+    base, *settings = name.split("+")
+    if base != "rrdsync" or not settings or not all("=" in x for x in settings):
+        raise KeyError(name)
+    extra = {f"RRDSYNC_{k}": v for k, v in (x.split("=", 1) for x in settings)}
+    return lambda t: rrdsync(t, extra)
 
 
 TOOLS = {
