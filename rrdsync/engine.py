@@ -316,7 +316,7 @@ class Engine:
             # else: a symlink or special file: never sent, never followed
         delete = False
         if missing and self.cfg.delete:
-            refusal = guard.delete_refusal(root, self.journal)
+            refusal = guard.delete_refusal(root, self.journal, self.cfg.included)
             if refusal:
                 self.pub.delete_refused(refusal)
                 log.event(LOG, ERROR, "delete_refused", refusal, files=len(missing),
@@ -404,7 +404,8 @@ class Engine:
             return False
         delete = False
         if self.cfg.delete:
-            refusal = guard.delete_refusal(self.cfg.source_dir, self.journal)
+            refusal = guard.delete_refusal(self.cfg.source_dir, self.journal,
+                                           self.cfg.included)
             if refusal:
                 self.pub.delete_refused(refusal)
                 log.event(LOG, ERROR, "delete_refused", refusal, error=refusal)
@@ -412,8 +413,13 @@ class Engine:
                 delete = True
         progress = self._progress_logger() if not self.initial_done else None
         self.rescan_reason = None
-        res = self.rsync.full_pass(delete=delete, progress=progress)
+        res = self.rsync.full_pass(delete=False, progress=progress)
         ok = res.result == "ok" and not res.interrupted
+        if ok and delete:
+            deletion = self._mirror_deletions()
+            if deletion is not None and deletion.result != "ok":
+                res = deletion
+                ok = False
         if progress is not None and ok:
             total = progress.total or len(res.sent)  # type: ignore[attr-defined]
             self.pub.initial_progress(len(res.sent), total, total)
@@ -437,6 +443,32 @@ class Engine:
         if self.cfg.rescan_interval:
             self.next_rescan = time.monotonic() + self.cfg.rescan_interval
         return True
+
+    def _mirror_deletions(self) -> Result | None:
+        """Delete at the destination what is gone from the source, in two steps so that a
+        source emptied meanwhile (an unmount, an rm -rf in progress) cannot take the
+        archive with it: list what a mirror would delete (dry run), check the guard again
+        and each path's absence at the source, then delete exactly those paths."""
+        plan = self.rsync.planned_deletions()
+        if plan.result != "ok":
+            return plan
+        if not plan.deleted:
+            return None
+        refusal = guard.delete_refusal(self.cfg.source_dir, self.journal, self.cfg.included)
+        if refusal:
+            self.pub.delete_refused(refusal)
+            log.event(LOG, ERROR, "delete_refused", refusal, files=len(plan.deleted),
+                      error=refusal)
+            return None
+        root = self.cfg.source_dir
+        gone = [p for p in plan.deleted if not os.path.lexists(root / p)]
+        if not gone:
+            return None
+        res = self.rsync.delete_paths(gone)
+        log.event(LOG, INFO if res.result == "ok" else WARNING, "deletions_mirrored",
+                  files=len(res.deleted), duration_s=res.duration, exit_code=res.exit_code,
+                  error=res.error)
+        return res
 
     def _progress_logger(self):
         state = {"at": time.monotonic(), "start": time.monotonic()}

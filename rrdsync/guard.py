@@ -9,6 +9,7 @@ the filesystem recorded in the state directory at the first run.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .journal import Journal
@@ -28,14 +29,21 @@ def _same_fs(recorded: dict, now: dict) -> bool:
     return recorded.get("dev") == now.get("dev")
 
 
-def delete_refusal(source: Path, journal: Journal) -> str | None:
+def _holds_a_file(source: Path, included: Callable[[str], bool]) -> bool:
+    """Whether any replicated file is left (stops at the first one found). A root that
+    holds only empty directories is as empty as an unmounted volume: mirroring it would
+    delete the whole archive."""
+    return any(any(map(included, names)) for _dirpath, _dirs, names in os.walk(source))
+
+
+def delete_refusal(source: Path, journal: Journal,
+                   included: Callable[[str], bool] = lambda name: True) -> str | None:
     """None when deleting is safe now, else the reason it is refused."""
     try:
         if not source.is_dir():
             return f"source root {source} is missing"
-        with os.scandir(source) as it:
-            if next(it, None) is None:
-                return f"source root {source} is empty"
+        if not _holds_a_file(source, included):
+            return f"source root {source} is empty (no file to replicate is left)"
         now = fs_identity(source)
     except OSError as e:
         return f"source root {source} is unreadable: {e.strerror}"

@@ -186,6 +186,25 @@ class Rsync:
             return self.full_pass(delete=delete, progress=progress)
         return res
 
+    def planned_deletions(self) -> Result:
+        """What a mirroring pass would delete at the destination, without deleting it (a
+        dry run that transfers nothing: ``--existing --ignore-existing``). Its ``deleted``
+        list is checked against the source before anything is removed."""
+        argv = [*self.base_argv(), "--dry-run", "--recursive", "--existing",
+                "--ignore-existing", "--delete", *self.filter_args(), self.source_arg(),
+                self.cfg.dest.rsync_target()]
+        return self.run(argv)
+
+    def delete_paths(self, paths: list[str]) -> Result:
+        """Delete exactly these relative paths at the destination (each missing at the
+        source): nothing else can be removed, whatever happens to the source meanwhile."""
+        listing = self.workdir / "deletions"
+        listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in sorted(paths)))
+        argv = [*self.base_argv(), "--from0", f"--files-from={listing}",
+                "--delete-missing-args", "--force", self.source_arg(),
+                self.cfg.dest.rsync_target()]
+        return self.run(argv)
+
     def run(self, argv: list[str], progress: Callable[[int, int, int], None] | None = None,
             ) -> Result:
         LOG.debug("rsync", extra={"event": "rsync_start", "argv": argv})
