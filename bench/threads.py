@@ -30,7 +30,7 @@ def thread_names(pid: int) -> dict[int, str]:
     names: dict[int, str] = {}
     current = None
     for line in dump.splitlines():
-        m = re.match(r"Thread (0x[0-9A-Fa-f]+|\d+) \((\w+)\): \"(.*)\"", line)
+        m = re.match(r"Thread (0x[0-9A-Fa-f]+|\d+) \(([^)]*)\): \"(.*)\"", line)
         if m:
             tid = int(m.group(1), 0)
             current = tid
