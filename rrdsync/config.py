@@ -176,7 +176,7 @@ class Config:
     ssh_host_key_policy: str = "strict"
     include: tuple[str, ...] = ("*.rrd", "*.jrb", "*.meta", "*.properties")
     exclude: tuple[str, ...] = ()
-    settle: float = 0.5
+    settle: float = 0.1
     max_delay: float = 2.0
     batch_max: int = 5000
     delete: bool = False

@@ -27,7 +27,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def test_defaults(env):
     cfg = load(env)
-    assert cfg.settle == 0.5 and cfg.max_delay == 2.0 and cfg.batch_max == 5000
+    assert cfg.settle == 0.1 and cfg.max_delay == 2.0 and cfg.batch_max == 5000
     assert cfg.include == ("*.rrd", "*.jrb", "*.meta", "*.properties")
     assert cfg.dest.host == "host" and cfg.dest.user == "u" and cfg.dest.path == "/srv/rrd"
     assert cfg.dest.rsync_target() == "u@host:/srv/rrd/"
@@ -146,7 +146,7 @@ def test_cli_config_prints_effective_configuration(env):
     assert r.returncode == 0, r.stderr
     out = dict(line.split("=", 1) for line in r.stdout.splitlines())
     assert out["RRDSYNC_DEST"] == "u@host:/srv/rrd"
-    assert out["RRDSYNC_SETTLE"] == "0.5"
+    assert out["RRDSYNC_SETTLE"] == "0.1"
     assert out["RRDSYNC_SSH_KEY"] == env["RRDSYNC_SSH_KEY"]  # a path, never the key
     assert "not really a key" not in r.stdout + r.stderr
     assert set(out) >= {config.PREFIX + k for k in config.KNOWN}
