@@ -49,13 +49,18 @@ class PendingSet:
         now = self._clock()
         with self._cond:
             e = self._entries.get(path)
+            was_empty = not self._entries
             if e is None:
                 e = self._entries[path] = Entry(now, now, self._wall())
                 self._changed = True
             else:
                 e.last = now
             heapq.heappush(self._heap, (self._due(e), path))
-            self._cond.notify()
+            # Only a first entry can be due earlier than what the sync loop already waits
+            # for (a later change is due no sooner than every earlier one), so waking it
+            # for each event, hundreds of times a second, would only cost CPU.
+            if was_empty:
+                self._cond.notify()
 
     def add_many(self, paths: Iterable[str], *, due_now: bool = False) -> None:
         """Bulk add (journal replay, requeue). ``due_now`` makes them due at once."""
