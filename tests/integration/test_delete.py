@@ -21,13 +21,9 @@ from tests.fixtures.rrd import (
     wait_for,
     wait_identical,
 )
-from tests.fixtures.sshd import Sshd
 
 pytestmark = pytest.mark.slow
 
-
-def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]:
-    return {**worker_env, **sshd.env(), **extra}
 
 
 
@@ -48,7 +44,7 @@ def test_deletes_are_off_by_default(sshd, source, worker_env, start_worker):
     """Without RRDSYNC_DELETE a file deleted (or renamed away) at the source stays at the
     destination, through events and through full reconciliations."""
     make_tree(source, nodes=2, resources=2, files=1)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_RESCAN_INTERVAL="1s"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_RESCAN_INTERVAL="1s"))
     _started(w, source, sshd.dest)
     archive = set(included_files(sshd.dest))
 
@@ -70,7 +66,7 @@ def test_delete_mirrors_events_and_full_pass(sshd, source, worker_env, start_wor
     whole resource directory, a rename), and by the full pass for files deleted while the
     worker was stopped."""
     make_tree(source, nodes=2, resources=2, files=1)
-    env = _env(worker_env, sshd, RRDSYNC_DELETE="true")
+    env = sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
     w = start_worker(env)
     _started(w, source, sshd.dest)
 
@@ -98,7 +94,7 @@ def test_delete_mirrors_a_directory_moved_out_of_the_tree(sshd, source, worker_e
     `mv`: inotify reports the directory alone, no file deletions) disappears at the
     destination too, long before the hourly rescan, while a moved-in one arrives."""
     make_tree(source, nodes=2, resources=2, files=1)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_DELETE="true"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_DELETE="true"))
     _started(w, source, sshd.dest)
 
     (source / "snmp/2").rename(world_dir / "archived")
@@ -115,7 +111,7 @@ def test_guard_refuses_empty_source_root(sshd, source, worker_env, start_worker)
     delete_refused and deletes nothing, neither from the deletion events nor at the next
     start's full pass, though RRDSYNC_DELETE=true."""
     make_tree(source, nodes=2, resources=1, files=1)
-    env = _env(worker_env, sshd, RRDSYNC_DELETE="true")
+    env = sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
     w = start_worker(env)
     _started(w, source, sshd.dest)
     archive = set(included_files(sshd.dest))
@@ -142,7 +138,7 @@ def test_guard_refuses_missing_source_root(sshd, source, worker_env, start_worke
     the full passes are refused with delete_refused, the archive stays whole, and the worker
     stays up: when the root is back, changes flow again."""
     make_tree(source, nodes=2, resources=1, files=1)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_DELETE="true",
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_DELETE="true",
                           RRDSYNC_RESCAN_INTERVAL="1s", RRDSYNC_POLL_INTERVAL="500ms"))
     _started(w, source, sshd.dest)
     archive = set(included_files(sshd.dest))
@@ -189,7 +185,7 @@ def test_guard_refuses_source_on_another_filesystem(sshd, source, worker_env, st
     over the source root later (a different volume, not empty), deletions are refused
     (delete_refused) while new files are still copied."""
     make_tree(source, nodes=2, resources=2, files=1)
-    env = _env(worker_env, sshd, RRDSYNC_DELETE="true")
+    env = sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
     w = start_worker(env)
     _started(w, source, sshd.dest)
     assert w.stop() == 0

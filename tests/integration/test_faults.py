@@ -32,9 +32,6 @@ from tests.fixtures.sshd import Sshd, _tree
 pytestmark = pytest.mark.slow
 
 
-def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]:
-    return {**worker_env, **sshd.env(), **extra}
-
 
 
 
@@ -101,7 +98,7 @@ def test_destination_down_then_back(sshd, source, worker_env, start_worker):
     """Guarantee 2: changes made while the destination is unreachable (sshd gone, established
     sessions cut) are all delivered once it is back, new files and in-place updates alike."""
     files = make_tree(source, nodes=2, resources=2, files=2)
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     _synced(w, source, sshd.dest)
 
     sshd.stop()
@@ -126,7 +123,7 @@ def test_destination_down_at_start(sshd, source, worker_env, start_worker):
     up yet) keeps retrying, stays up, and delivers the tree and later changes once it is."""
     files = make_tree(source, nodes=1, resources=2, files=2)
     sshd.stop()
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     w.wait_event("send_failed", timeout=15)
     for f in files:
         rrd_update(f)
@@ -149,7 +146,7 @@ def test_destination_hangs(sshd, source, worker_env, start_worker):
     transfer hangs longer than the timeout; the worker notices, and once a working
     destination is back everything is delivered (guarantee 2)."""
     files = make_tree(source, nodes=1, resources=2, files=2)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_TIMEOUT="2s"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_TIMEOUT="2s"))
     _synced(w, source, sshd.dest)
 
     _freeze(sshd, signal.SIGSTOP)
@@ -172,7 +169,7 @@ def test_sigterm_while_destination_hangs(sshd, source, worker_env, start_worker)
     default 60 s timeout would not fire) still exits 0 within 10 s, and the stuck batch is
     delivered after a restart (journal, guarantee 2)."""
     (source / "snmp").mkdir()
-    env = _env(worker_env, sshd)
+    env = sshd.worker_env(worker_env)
     w = start_worker(env)
     w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
 
@@ -205,7 +202,7 @@ def test_network_cut_mid_transfer(sshd, source, worker_env, start_worker):
     the destination is ever torn (each is the old or the new version), and after the
     destination comes back every file arrives."""
     old = _write_big(source, 12, 64 * 1024)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
     _synced(w, source, sshd.dest)
     before = {rel: (source / rel).read_bytes() for rel in old}
 
@@ -231,7 +228,7 @@ def test_network_cut_during_initial_reconciliation(sshd, source, worker_env, sta
     away; the worker retries the reconciliation until the whole tree is there."""
     _write_big(source, 8, 64 * 1024)  # 512 KiB at 256 KiB/s: about 2 s
     make_tree(source, nodes=1, resources=2, files=1)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
     w.wait_event("reconcile_started")
     wait_for(lambda: any(sshd.dest.rglob("*.rrd")), timeout=10, what="the first files")
     sshd.stop()
@@ -251,7 +248,7 @@ def test_sigkill_then_restart(sshd, source, worker_env, start_worker):
     changes it had seen but not sent, and changes made while it was down (including a
     same-size in-place rrdtool update), are delivered after a restart."""
     files = make_tree(source, nodes=2, resources=2, files=2)
-    env = _env(worker_env, sshd, RRDSYNC_SETTLE="2s", RRDSYNC_MAX_DELAY="5s")
+    env = sshd.worker_env(worker_env, RRDSYNC_SETTLE="2s", RRDSYNC_MAX_DELAY="5s")
     w = start_worker(env)
     _synced(w, source, sshd.dest)
 
@@ -296,7 +293,7 @@ def test_sigkill_with_rsync_in_flight(sshd, source, worker_env, start_worker, wo
     die with the worker (nothing outlives it), no partial file is visible, and the batch
     (in the journal as in flight) is delivered after a restart."""
     (source / "snmp").mkdir()
-    env = _env(worker_env, sshd, RRDSYNC_BWLIMIT="128", RRDSYNC_COMPRESS="false")
+    env = sshd.worker_env(worker_env, RRDSYNC_BWLIMIT="128", RRDSYNC_COMPRESS="false")
     w = start_worker(env)
     w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
 
@@ -324,7 +321,7 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     (Docker's and Kubernetes' default grace); the files of the cut batch stay in the journal
     and are delivered after a restart (guarantee 2), never torn meanwhile (guarantee 3)."""
     (source / "snmp").mkdir()
-    env = _env(worker_env, sshd, RRDSYNC_BWLIMIT="64", RRDSYNC_COMPRESS="false")
+    env = sshd.worker_env(worker_env, RRDSYNC_BWLIMIT="64", RRDSYNC_COMPRESS="false")
     w = start_worker(env)
     w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
 
@@ -386,7 +383,7 @@ def test_destination_disk_full_then_freed(sshd, tmpfs_dest, source, worker_env, 
     """Guarantees 2 and 3: while the destination's disk is full, sends fail (and are
     retried), existing files stay whole; once space is freed nothing is missing."""
     files = make_tree(source, nodes=1, resources=2, files=2)
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     _synced(w, source, tmpfs_dest)
     before = {str(f.relative_to(source)): f.read_bytes() for f in files}
 
@@ -411,7 +408,7 @@ def test_destination_read_only_then_writable(sshd, tmpfs_dest, source, worker_en
     """Guarantee 2: a destination filesystem that goes read-only (EROFS) makes sends fail
     without losing them; once it is writable again everything arrives."""
     files = make_tree(source, nodes=1, resources=2, files=2)
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     _synced(w, source, tmpfs_dest)
     before = _snapshot(tmpfs_dest)
 

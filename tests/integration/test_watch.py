@@ -22,15 +22,11 @@ from tests.fixtures.rrd import (
     rrd_update,
     wait_identical,
 )
-from tests.fixtures.sshd import Sshd
 
 pytestmark = pytest.mark.slow
 
 INOTIFY = Path("/proc/sys/fs/inotify")
 
-
-def _env(worker_env: dict[str, str], sshd: Sshd, **extra: str) -> dict[str, str]:
-    return {**worker_env, **sshd.env(), **extra}
 
 
 
@@ -103,7 +99,7 @@ def test_rrdtool_mmap_update_reaches_destination(sshd, source, worker_env, start
     """Guarantee 1: `rrdtool update` writes through mmap (inotify reports no MODIFY, only
     CLOSE_WRITE); the change still arrives through the watcher, with no rescan."""
     files = make_tree(source, nodes=1, resources=2, files=2)
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     _started(w, source, sshd.dest)
 
     for f in files:
@@ -116,7 +112,7 @@ def test_rrdtool_mmap_update_reaches_destination(sshd, source, worker_env, start
 def test_jrobin_write_without_close(sshd, source, worker_env, start_worker):
     """Guarantee 1: a JRobin-style writer rewrites its .jrb in place with write() and keeps
     the file open (MODIFY, never CLOSE_WRITE); each rewrite still arrives while it is open."""
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"))
     jrb = source / "snmp" / "1" / "if0" / "ifInOctets.jrb"
     jrb.parent.mkdir(parents=True)
@@ -138,7 +134,7 @@ def test_directories_created_later_are_watched(sshd, source, worker_env, start_w
     """Guarantee 1: new nodes and resources (new directories, files made right after
     `mkdir -p`) are watched too, and later updates in them arrive."""
     make_tree(source, nodes=1, resources=1, files=1)
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     _started(w, source, sshd.dest)
 
     files = make_tree(source / "snmp" / "fs" / "NewSource", nodes=2, resources=2, files=1)
@@ -154,7 +150,7 @@ def test_poll_mode(sshd, source, worker_env, start_worker):
     """RRDSYNC_WATCH=poll (network filesystems, no inotify): in-place updates, new files and
     new directories arrive within a poll interval."""
     files = make_tree(source, nodes=1, resources=2, files=1)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_WATCH="poll",
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_WATCH="poll",
                           RRDSYNC_POLL_INTERVAL="500ms"))
     _started(w, source, sshd.dest)
     assert w.wait_event("watch_started")["mode"] == "poll"
@@ -178,7 +174,7 @@ def test_inotify_queue_overflow_is_detected_and_reconciled(sshd, source, worker_
     make_tree(source, nodes=1, resources=1, files=1)
     saved = (INOTIFY / "max_queued_events").read_text().strip()
     inotify_sysctl("max_queued_events", 16)  # read once, when the worker creates its instance
-    w = start_worker(_env(worker_env, sshd))
+    w = start_worker(sshd.worker_env(worker_env))
     w.wait_event("watch_started")
     _restore("max_queued_events", saved)  # the worker's queue keeps its 16 slots
     _started(w, source, sshd.dest)
@@ -216,7 +212,7 @@ def test_watch_limit_falls_back_to_polling(sshd, source, worker_env, start_worke
     # room for 2 of the 32 directories (other processes of this UID count too: leave margin
     # for watches they might drop meanwhile)
     inotify_sysctl("max_user_watches", _watches_of_uid(os.getuid()) + 2)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_POLL_INTERVAL="1s"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_POLL_INTERVAL="1s"))
     limit = w.wait_event("watch_limit", timeout=15)
     _restore("max_user_watches", saved)  # as soon as possible: the limit is host-wide
     assert limit["sysctl"] == "fs.inotify.max_user_watches"
@@ -237,7 +233,7 @@ def test_watch_limit_reached_later_switches_to_polling(sshd, source, worker_env,
     directories). A directory that cannot be watched must not go silently unwatched: the
     worker switches to polling, reconciles, and changes in the new directories arrive."""
     make_tree(source, nodes=1, resources=1, files=1)
-    w = start_worker(_env(worker_env, sshd, RRDSYNC_POLL_INTERVAL="1s"))
+    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_POLL_INTERVAL="1s"))
     _started(w, source, sshd.dest)
     assert w.events("started")[0]["watch"] == "inotify"
 
