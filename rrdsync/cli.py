@@ -8,7 +8,6 @@ orchestrator's event log shows the variable to fix.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         level = "WARNING" if cfg.log_level == "INFO" else cfg.log_level
         log.setup(level, cfg.log_format, sys.stderr)
     for w in cfg.warnings:
-        log.event(log.get(), logging.WARNING, "config_warning", w)
+        log.get().warning("config_warning", w)
 
     if args.command == "config":
         for name, value in cfg.public_items():
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return engine.run()
     except Exception as e:  # a bug or an unrecoverable fault: say so, exit 1
-        log.get().exception("fatal", extra={"event": "fatal", "error": str(e)})
+        log.get().exception("fatal", error=str(e))
         return 1
 
 

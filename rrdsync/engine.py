@@ -103,7 +103,7 @@ class Engine:
     def request_stop(self, signum: int | None = None, _frame=None) -> None:
         if self._stop_at is None:
             self._stop_at = time.monotonic()
-            log.event(LOG, INFO, "stopping", signal=signal.Signals(signum).name if signum else None,
+            LOG.info("stopping", signal=signal.Signals(signum).name if signum else None,
                       in_flight=len(self.in_flight))
             self.pending.wake()
 
@@ -131,11 +131,11 @@ class Engine:
         last_seen = self.journal.saved_at()
         if resumed:
             self.pending.add_many(resumed, due_now=True)
-            log.event(LOG, INFO, "journal_resumed", files=len(resumed))
+            LOG.info("journal_resumed", files=len(resumed))
         self.watcher.start()
         if last_seen is not None:
             self.scan_recent(last_seen - RECENT_MARGIN)
-        log.event(LOG, INFO, "started", source=str(self.cfg.source_dir),
+        LOG.info("started", source=str(self.cfg.source_dir),
                   destination=str(self.cfg.dest), watch=self.watcher.mode)
         try:
             while not self.stopping:
@@ -150,7 +150,7 @@ class Engine:
         if self._overflow.is_set():
             self._overflow.clear()
             self.pub.watch_overflow()
-            log.event(LOG, WARNING, "watch_overflow",
+            LOG.warning("watch_overflow",
                       "the kernel dropped watch events (inotify queue overflow); "
                       "reconciling the whole tree", sysctl="fs.inotify.max_queued_events")
             self.rescan_reason = self.rescan_reason or "overflow"
@@ -168,7 +168,7 @@ class Engine:
                 # watcher can start. Stay up, let the delete guard refuse, and try again
                 # later, instead of dying on a traceback and crash-looping on exit 2.
                 self._watch_retry_at = time.monotonic() + WATCH_RETRY
-                log.event(LOG, ERROR, "watch_unavailable",
+                LOG.error("watch_unavailable",
                           f"cannot watch the source root; retrying in {WATCH_RETRY:g}s",
                           error=str(e), path=str(self.cfg.source_dir))
             else:
@@ -221,7 +221,7 @@ class Engine:
                     found.append(os.path.relpath(full, root))
         if found:
             self.pending.add_many(found, due_now=True)
-        log.event(LOG, INFO, "recent_changes_scanned", files=len(found),
+        LOG.info("recent_changes_scanned", files=len(found),
                   duration_s=time.monotonic() - started)
 
     def tick(self) -> None:
@@ -242,7 +242,7 @@ class Engine:
                 self.journal.touch()
                 self._last_journal = now
             except OSError as e:
-                log.event(LOG, ERROR, "journal_failed", error=str(e), path=str(self.journal.dir))
+                LOG.error("journal_failed", error=str(e), path=str(self.journal.dir))
         if now - self._summary_at >= SUMMARY_EVERY:
             self._log_summary(now)
 
@@ -261,12 +261,12 @@ class Engine:
             self._journal_dirty = False
             self._last_journal = time.monotonic()
         except OSError as e:
-            log.event(LOG, ERROR, "journal_failed", error=str(e), path=str(self.journal.dir))
+            LOG.error("journal_failed", error=str(e), path=str(self.journal.dir))
 
     def _log_summary(self, now: float) -> None:
         s = self._summary
         if s["batches"]:
-            log.event(LOG, INFO, "sync_summary", batches=s["batches"], files=s["files"],
+            LOG.info("sync_summary", batches=s["batches"], files=s["files"],
                       bytes=s["bytes"], max_lag_s=s["max_lag_s"], pending=len(self.pending),
                       duration_s=now - self._summary_at)
         self._summary = {"batches": 0, "files": 0, "bytes": 0, "max_lag_s": 0.0}
@@ -278,7 +278,7 @@ class Engine:
         self.failures += 1
         delay = min(BACKOFF_CAP, 0.5 * 2 ** min(self.failures, 6)) * random.uniform(0.8, 1.0)
         self.retry_at = time.monotonic() + delay
-        log.event(LOG, ERROR if self.failures > 1 else WARNING, "send_failed", error=error,
+        LOG.log(ERROR if self.failures > 1 else WARNING, "send_failed", error=error,
                   kind=kind, exit_code=exit_code, attempt=self.failures, retry_in_s=delay,
                   pending=len(self.pending), duration_s=duration)
 
@@ -303,7 +303,7 @@ class Engine:
             try:
                 rrdcached.flush(self.cfg.rrdcached, self.cfg.rrdcached_path_root, list(batch))
             except OSError as e:
-                log.event(LOG, WARNING, "rrdcached_flush_failed", error=str(e),
+                LOG.warning("rrdcached_flush_failed", error=str(e),
                           files=len(batch))
         before: dict[str, Sig] = {}
         missing: list[str] = []
@@ -319,7 +319,7 @@ class Engine:
             refusal = guard.delete_refusal(root, self.journal, self.cfg.included)
             if refusal:
                 self.pub.delete_refused(refusal)
-                log.event(LOG, ERROR, "delete_refused", refusal, files=len(missing),
+                LOG.error("delete_refused", refusal, files=len(missing),
                           error=refusal)
             else:
                 delete = True
@@ -341,7 +341,7 @@ class Engine:
         self._settle_batch(batch, before, res)
         self.in_flight = {}
         self._journal_dirty = True
-        log.event(LOG, logging.DEBUG, "batch_sent", files=len(res.sent), bytes=res.nbytes,
+        LOG.debug("batch_sent", files=len(res.sent), bytes=res.nbytes,
                   duration_s=time.monotonic() - started, exit_code=res.exit_code)
 
     def _settle_batch(self, batch: dict[str, Entry], before: dict[str, Sig],
@@ -371,7 +371,7 @@ class Engine:
         if retry:
             self.pending.requeue(retry)
         if raced:
-            log.event(LOG, logging.DEBUG, "send_raced", files=raced)
+            LOG.debug("send_raced", files=raced)
         result = res.result if not res.interrupted else "failed"
         s = self._summary
         s["batches"] += 1
@@ -394,7 +394,7 @@ class Engine:
     def reconcile(self, reason: str) -> bool:
         """One rsync over the whole included tree; True when it completed."""
         self.pub.reconcile_started(reason)
-        log.event(LOG, INFO, "reconcile_started", reason=reason)
+        LOG.info("reconcile_started", reason=reason)
         error = self._connect()
         if error:
             self._failed("full", error, 255, 0.0)
@@ -408,7 +408,7 @@ class Engine:
                                            self.cfg.included)
             if refusal:
                 self.pub.delete_refused(refusal)
-                log.event(LOG, ERROR, "delete_refused", refusal, error=refusal)
+                LOG.error("delete_refused", refusal, error=refusal)
             else:
                 delete = True
         progress = self._progress_logger() if not self.initial_done else None
@@ -428,7 +428,7 @@ class Engine:
                                 nbytes=res.nbytes, duration=res.duration, lags=[],
                                 error=res.error)
         self.pub.reconcile_finished(reason, res.duration, ok=ok)
-        log.event(LOG, INFO if ok else WARNING, "reconcile_finished", reason=reason, ok=ok,
+        LOG.log(INFO if ok else WARNING, "reconcile_finished", reason=reason, ok=ok,
                   files=len(res.sent), deleted=len(res.deleted), bytes=res.nbytes,
                   duration_s=res.duration, exit_code=res.exit_code, error=res.error)
         if res.interrupted:
@@ -457,7 +457,7 @@ class Engine:
         refusal = guard.delete_refusal(self.cfg.source_dir, self.journal, self.cfg.included)
         if refusal:
             self.pub.delete_refused(refusal)
-            log.event(LOG, ERROR, "delete_refused", refusal, files=len(plan.deleted),
+            LOG.error("delete_refused", refusal, files=len(plan.deleted),
                       error=refusal)
             return None
         root = self.cfg.source_dir
@@ -465,7 +465,7 @@ class Engine:
         if not gone:
             return None
         res = self.rsync.delete_paths(gone)
-        log.event(LOG, INFO if res.result == "ok" else WARNING, "deletions_mirrored",
+        LOG.log(INFO if res.result == "ok" else WARNING, "deletions_mirrored",
                   files=len(res.deleted), duration_s=res.duration, exit_code=res.exit_code,
                   error=res.error)
         return res
@@ -483,7 +483,7 @@ class Engine:
             rate = checked / elapsed if elapsed > 0 else 0.0
             eta = (total - checked) / rate if rate > 0 else None
             self.pub.initial_progress(done, checked, total)
-            log.event(LOG, INFO, "reconcile_progress", files=done, checked=checked,
+            LOG.info("reconcile_progress", files=done, checked=checked,
                       total=total, rate_per_s=rate, eta_s=eta, duration_s=elapsed)
 
         progress.total = 0  # type: ignore[attr-defined]
@@ -498,7 +498,7 @@ class Engine:
             self.ssh.close()
         self.rsync.close()
         self.pub.close()
-        log.event(LOG, INFO, "stopped", pending=len(self.pending))
+        LOG.info("stopped", pending=len(self.pending))
 
 
 def run_once(cfg: Config, publisher: Publisher) -> int:

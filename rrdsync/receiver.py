@@ -16,7 +16,6 @@ then:
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import shutil
@@ -34,7 +33,7 @@ RRSYNC = "/usr/bin/rrsync"
 SSH_KEYGEN = "ssh-keygen"
 KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-")
 
-logger = log.get("receiver")
+LOG = log.get("receiver")
 
 
 def forced_command(cfg: Config) -> str:
@@ -94,7 +93,7 @@ def host_key_sources(cfg: Config) -> list[Path]:
         raise ConfigError(f"{PREFIX}HOST_KEY_DIR", str(directory),
                           "holds no ssh_host_*_key and is not writable to generate one"
                           f" ({e.__class__.__name__})") from None
-    log.event(logger, logging.INFO, "host_key_generated", path=str(key))
+    LOG.info("host_key_generated", path=str(key))
     return [key]
 
 
@@ -136,7 +135,7 @@ def prepare(cfg: Config) -> list[str]:
     host_keys = private_copies(host_key_sources(cfg), private)
     for key in host_keys:
         line = known_hosts_line(cfg.listen_port, public_key(key))
-        log.event(logger, logging.INFO, "receiver_host_key",
+        LOG.info("receiver_host_key",
                   "known_hosts line for this receiver (use the name clients connect to)",
                   known_hosts=line)
 
@@ -146,7 +145,7 @@ def prepare(cfg: Config) -> list[str]:
     fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(rendered)
-    log.event(logger, logging.INFO, "receiver_start", "accepting rsync writes",
+    LOG.info("receiver_start", "accepting rsync writes",
               receive_dir=str(cfg.receive_dir), port=cfg.listen_port,
               keys=rendered.count("\n"), delete_allowed=cfg.receiver_allow_delete)
 
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(os.environ, role="receiver")
         log.setup(cfg.log_level, cfg.log_format)
         for warning in cfg.warnings:
-            log.event(logger, logging.WARNING, "config_warning", warning)
+            LOG.warning("config_warning", warning)
         sshd = prepare(cfg)
     except ConfigError as e:
         print(f"rrdsync: configuration error: {e}", file=sys.stderr)

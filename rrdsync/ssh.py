@@ -179,7 +179,7 @@ class SshMaster:
                 break
             if self.control_path.exists() and self._check():
                 self.connects += 1
-                log.event(LOG, 20, "ssh_connected", host=self.cfg.dest.host,
+                LOG.info("ssh_connected", host=self.cfg.dest.host,
                           port=self.cfg.ssh_port, reconnect=self.connects > 1,
                           duration_s=time.monotonic() - started)
                 return
@@ -198,7 +198,7 @@ class SshMaster:
             line = raw.decode(errors="replace").strip()
             if line:
                 self._stderr.append(line)
-                LOG.debug("ssh: %s", line, extra={"event": "ssh_stderr"})
+                LOG.debug("ssh_stderr", line)
 
     def last_error(self) -> str:
         return "; ".join(self._stderr)

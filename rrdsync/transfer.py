@@ -179,7 +179,7 @@ class Rsync:
         res = self.run(argv, progress=progress)
         if self.ns_mtime and res.exit_code in (1, 12) and REFUSED in res.stderr:
             self.ns_mtime = False
-            log.event(LOG, 30, "ns_mtime_refused",
+            LOG.warning("ns_mtime_refused",
                       "the destination refuses nanosecond mtime comparison (rrsync); "
                       "comparing whole seconds, with files changed around the last stop "
                       "sent in full at startup", error=res.error)
@@ -207,7 +207,7 @@ class Rsync:
 
     def run(self, argv: list[str], progress: Callable[[int, int, int], None] | None = None,
             ) -> Result:
-        LOG.debug("rsync", extra={"event": "rsync_start", "argv": argv})
+        LOG.debug("rsync_start", argv=argv)
         started = time.monotonic()
         proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE)

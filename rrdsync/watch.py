@@ -150,7 +150,7 @@ class _Handler(FileSystemEventHandler):
             # directory moved out of the tree arrives as one DirDeletedEvent with no event
             # for its files: only a full pass (with --delete) can mirror that.
             if isinstance(event, DirDeletedEvent) and self.cfg.delete:
-                LOG.debug("directory gone", extra={"event": "dir_removed"})
+                LOG.debug("dir_removed", "directory gone")
                 if self.dir_gone is not None:
                     self.dir_gone()
             return
@@ -219,12 +219,12 @@ class Watcher:
             raise
         with self._lock:
             self.observer = observer
-        log.event(LOG, 20, "watch_started", mode=self.mode, path=str(self.cfg.source_dir))
+        LOG.info("watch_started", mode=self.mode, path=str(self.cfg.source_dir))
 
     def _fallback(self, e: OSError) -> None:
         what = "watch limit" if e.errno == errno.ENOSPC else "inotify instance limit"
         sysctl = WATCH_SYSCTL if e.errno == errno.ENOSPC else "fs.inotify.max_user_instances"
-        log.event(LOG, 40, "watch_limit",
+        LOG.error("watch_limit",
                   f"inotify {what} reached: falling back to polling every "
                   f"{self.cfg.poll_interval:g}s; raise the host's {sysctl} "
                   "(per host and UID, shared with OpenNMS) to get events back",
@@ -249,7 +249,7 @@ class Watcher:
         return None
 
     def restart_as_poll(self, reason: str) -> None:
-        log.event(LOG, 40, "watch_failed",
+        LOG.error("watch_failed",
                   f"watcher unusable ({reason}); switching to polling every "
                   f"{self.cfg.poll_interval:g}s", error=reason, sysctl=WATCH_SYSCTL)
         self.stop()
