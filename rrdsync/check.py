@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Config
+from .rsync_output import OUT_PREFIX
 from .ssh import SshError, SshMaster, classify_ssh_error
-from .transfer import SENT_PREFIX, Rsync
+from .transfer import Rsync
+
+SENT_PREFIX = OUT_PREFIX.decode()
 
 PROBE = ".rrdsync-probe"
 NS_MTIME_MIN = (3, 1, 3)
@@ -60,7 +63,7 @@ def check(cfg: Config, out: TextIO = sys.stdout) -> int:
     try:
         if cfg.dest.is_remote:
             try:
-                ssh = SshMaster(cfg)
+                ssh = SshMaster(cfg, cfg.dests[0])
                 started = time.monotonic()
                 ssh.ensure()
             except SshError as e:
@@ -75,7 +78,7 @@ def check(cfg: Config, out: TextIO = sys.stdout) -> int:
             version = _remote_rsync_version(ssh, cfg.dest.ssh_host())
         else:
             version = _local_rsync_version()
-        rsync = Rsync(cfg, ssh, tick=lambda: None, abort=lambda: False)
+        rsync = Rsync(cfg, cfg.dests[0], ssh, Path(tempfile.mkdtemp(prefix="rrdsync-check-")))
         _probe(cfg, rsync, rep, version)
         return 1 if rep.failed else 0
     finally:
@@ -136,8 +139,8 @@ def _probe(cfg: Config, rsync: Rsync, rep: Report, version: str | None) -> None:
 
 def verify(cfg: Config, out: TextIO = sys.stdout) -> int:
     """0 identical, 1 drift (listed). Files only at the destination count only with delete."""
-    ssh = SshMaster(cfg) if cfg.dest is not None and cfg.dest.is_remote else None
-    rsync = Rsync(cfg, ssh, tick=lambda: None, abort=lambda: False)
+    ssh = SshMaster(cfg, cfg.dests[0]) if cfg.dests[0].is_remote else None
+    rsync = Rsync(cfg, cfg.dests[0], ssh, Path(tempfile.mkdtemp(prefix="rrdsync-check-")))
     try:
         if ssh is not None:
             try:

@@ -88,12 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return verify(cfg)
 
-    from .engine import Engine, run_once
+    from .engine import Engine
     from .status.publish import NullPublisher, Publisher
 
-    if args.command == "once":
-        return run_once(cfg, NullPublisher())
-    engine = Engine(cfg, Publisher(cfg))
+    once = args.command == "once"
+    engine = Engine(cfg, NullPublisher() if once else Publisher(cfg), once=once)
     signal.signal(signal.SIGTERM, engine.request_stop)
     signal.signal(signal.SIGINT, engine.request_stop)
     if early_stop:

@@ -106,14 +106,34 @@ class Destination:
         if not self.is_remote:
             return base
         who = f"{self.user}@" if self.user else ""
-        return f"{who}{self.host}:{base}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{who}{host}:{base}"
 
     def ssh_host(self) -> str:
         assert self.host is not None
         return f"{self.user}@{self.host}" if self.user else self.host
 
     def __str__(self) -> str:
+        return self.label
+
+    # -- transitional: the several-destinations config lands from its own branch ----
+    port: int | None = None
+
+    @property
+    def raw(self) -> str:
         return self.rsync_target().rstrip("/") or "/"
+
+    @property
+    def label(self) -> str:
+        t = self.rsync_target().rstrip("/") or "/"
+        return t.split("@", 1)[1] if self.user else t
+
+    @property
+    def key(self) -> str:
+        import hashlib
+
+        safe = re.sub(r"[^A-Za-z0-9.-]", "-", self.label)[:40].strip("-.") or "dest"
+        return f"{safe}-{hashlib.sha256(self.label.encode()).hexdigest()[:8]}"
 
 
 _REMOTE = re.compile(
@@ -209,6 +229,12 @@ class Config:
         if any(fnmatch.fnmatchcase(name, g) for g in self.exclude):
             return False
         return any(fnmatch.fnmatchcase(name, g) for g in self.include)
+
+    @property
+    def dests(self) -> tuple[Destination, ...]:
+        assert self.dest is not None
+        return (dataclasses.replace(self.dest, port=self.ssh_port if self.dest.is_remote
+                                    else None),)
 
     @property
     def rrdcached_path_root(self) -> Path:

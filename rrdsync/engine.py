@@ -1,522 +1,298 @@
-"""The sync loop: pending set → batches → rsync → results → journal, metrics, health.
+"""The worker: one watcher and one walker for the source, one replica per destination,
+and a main thread that keeps them honest.
 
-One thread runs this loop; the watcher thread only adds paths to the pending set.
-One rsync runs at a time (rrsync locks per directory, and ordering stays simple).
-A batch that fails goes back to the pending set with its original first-change
-time; nothing is ever dropped. A file that changed while it was being sent (its
-stat differs before and after the run) is sent again. We never lock source files:
-rrdtool fails its own update when it cannot take its lock.
+Data flows one way: filesystem events → each destination's pending set → batches →
+rsync → results → metrics and health. The main thread never sends anything itself:
+every half second it publishes gauges, writes the journals, asks for full passes (at
+start, after an inotify overflow, every ``RRDSYNC_RESCAN_INTERVAL``), restarts a
+watcher that failed, and checks in for the process only while every destination's
+thread shows progress. On SIGTERM it stops new work, lets each rsync in flight drain
+until the deadline, writes the journals, and returns.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import random
-import signal
-import stat
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-from . import guard, log, rrdcached
-from .batch import Entry, PendingSet
+from . import guard, log
 from .config import Config
-from .journal import Journal
-from .ssh import SshError, SshMaster, classify_ssh_error
-from .status.publish import Publisher
-from .transfer import Result, Rsync
+from .journal import SourceMemory
+from .replica import Replica
+from .scan import Passes
+from .status.publish import NullPublisher, Publisher
+from .threads import STOP_DRAIN, Stop
 from .watch import Watcher
 
 LOG = log.get("engine")
-INFO, WARNING, ERROR = logging.INFO, logging.WARNING, logging.ERROR
 
-# Seconds the rsync in flight may take after SIGTERM. Then it gets SIGTERM (SIGKILL 0.5 s
-# later) and the journal is written: the process is gone well inside Docker's and
-# Kubernetes' default 10 s grace period, with a margin for a loaded machine.
-STOP_DRAIN = 7.5
-BACKOFF_CAP = 15.0  # longest wait between retries while the destination is failing
+TICK = 0.5
 SUMMARY_EVERY = 60.0  # INFO summary of what was sent, instead of a line per batch
-PROGRESS_EVERY = 10.0
-WATCH_RETRY = 5.0  # seconds between attempts to watch a source root that is gone
-# Batching adapts to load: every file due when a run starts goes in that run, and runs
-# start at most this often. A quiet system sends a change as soon as it settles; under
-# load the rate of runs stays bounded (each costs a fixed ~14 ms of CPU here and ~11 ms
-# at the receiver, measured over the multiplexed connection) while batches grow.
-MIN_INTERVAL = 0.25
 ALIVE_EVERY = 5.0  # how often an unchanged journal is touched to mark "still alive"
 # a restart re-sends in full what changed since this long before the journal's last touch
 RECENT_MARGIN = ALIVE_EVERY + 2.0
-
-
-@dataclass
-class Sig:
-    """What we compare before and after a send to detect a copy that raced a write."""
-
-    mtime_ns: int
-    size: int
-    ino: int
-
-
-def signature(path: Path) -> Sig | None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return Sig(st.st_mtime_ns, st.st_size, st.st_ino)
+WATCH_RETRY = 5.0  # seconds between attempts to watch a source root that is gone
+PASS_RETRY = 5.0  # seconds before a pass that could not walk the source is tried again
+BIG_JOURNAL = 20_000  # above this many paths a journal is rewritten at most every 5 s
 
 
 class Engine:
-    def __init__(self, cfg: Config, publisher: Publisher) -> None:
-        assert cfg.dest is not None
+    def __init__(self, cfg: Config, publisher: Publisher | NullPublisher, *,
+                 once: bool = False) -> None:
         self.cfg = cfg
         self.pub = publisher
-        self.pending = PendingSet(cfg.settle, cfg.max_delay)
-        self.journal = Journal(cfg.state_dir)
-        self.ssh = SshMaster(cfg) if cfg.dest.is_remote else None
-        self.rsync = Rsync(cfg, self.ssh, tick=self.tick, abort=self._drain_over)
-        self.watcher = Watcher(cfg, self.pending.add, self._overflowed,
-                               on_dir_gone=self._dir_gone)
+        self.once = once
+        self.stop = Stop()
+        self.memory = SourceMemory(cfg.state_dir)
+        keys = [d.key for d in cfg.dests]
+        self.passes = Passes(os.fspath(cfg.source_dir), cfg.included, keys, self._wake,
+                             started=publisher.rescan_started)
+        legacy = len(cfg.dests) == 1
+        self.replicas = [Replica(cfg, d, publisher.destination(d), self.passes, self.stop,
+                                 self.memory, adopt_legacy=legacy, once=once)
+                         for d in cfg.dests]
+        self.watcher = Watcher(cfg, self._changed, self._overflowed, self._dir_gone)
+        self._watch_thread: threading.Thread | None = None
+        self._watching = False
+        self._watch_retry_at = 0.0
         self._overflow = threading.Event()
         self._dir_removed = threading.Event()
-        self._stop_at: float | None = None
-        self.in_flight: dict[str, Entry] = {}
-        self.rescan_reason: str | None = "startup"
-        self.initial_done = False
-        self.next_rescan: float | None = None
-        self.failures = 0
-        self.retry_at = 0.0
-        self.pace_until = 0.0
-        self._watch_retry_at = 0.0
-        self._last_beat = 0.0
-        self._ssh_seen = 0
-        self._last_journal = 0.0
-        self._journal_dirty = False
-        self._summary = {"batches": 0, "files": 0, "bytes": 0, "max_lag_s": 0.0}
+        self._threads: list[threading.Thread] = []
+        self._next_rescan: float | None = None
+        self._journal_at = 0.0
+        self._touched_at = 0.0
+        self._journal_error: str | None = None
         self._summary_at = time.monotonic()
+        self._activity: dict[str, str | None] = {}
 
-    # -- signals ----------------------------------------------------------------------
+    # -- what other threads call ---------------------------------------------------------
 
-    def request_stop(self, signum: int | None = None, _frame=None) -> None:
-        if self._stop_at is None:
-            self._stop_at = time.monotonic()
-            LOG.info("stopping", signal=signal.Signals(signum).name if signum else None,
-                      in_flight=len(self.in_flight))
-            self.pending.wake()
+    def _changed(self, path: str) -> None:
+        """The watcher's hot path: one change, every destination's pending set."""
+        for r in self.replicas:
+            r.pending.add(path)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop_at is not None
-
-    def _drain_over(self) -> bool:
-        return self._stop_at is not None and time.monotonic() - self._stop_at > STOP_DRAIN
-
-    def _dir_gone(self) -> None:
-        self._dir_removed.set()
-        self.pending.wake()
+    def _wake(self) -> None:
+        for r in self.replicas:
+            r.pending.wake()
 
     def _overflowed(self) -> None:
         self._overflow.set()
-        self.pending.wake()
 
-    # -- the loop ---------------------------------------------------------------------
+    def _dir_gone(self) -> None:
+        self._dir_removed.set()
+
+    def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
+        import signal
+
+        name = signal.Signals(signum).name if signum else None
+        if not self.stop.requested:
+            LOG.info("stopping", signal=name,
+                     in_flight=sum(len(r.in_flight) for r in self.replicas))
+        self.stop.request(STOP_DRAIN, name)
+        self._wake()
+
+    # -- the main thread -----------------------------------------------------------------
 
     def run(self) -> int:
+        """Run until stopped; 0 after a stop request, 1 if a thread died."""
         self.pub.start()
-        guard.remember_source_fs(self.cfg.source_dir, self.journal)
-        resumed = self.journal.load()
-        last_seen = self.journal.saved_at()
-        if resumed:
-            self.pending.add_many(resumed, due_now=True)
-            LOG.info("journal_resumed", files=len(resumed))
-        self.watcher.start()
-        if last_seen is not None:
-            self.scan_recent(last_seen - RECENT_MARGIN)
+        guard.remember_source_fs(self.cfg.source_dir, self.memory)
+        seen = [t for t in (r.journal.saved_at() for r in self.replicas) if t is not None]
+        for r in self.replicas:
+            n = r.resume()
+            if n:
+                LOG.info("journal_resumed", destination=r.dest.label, files=n)
+        since = min(seen) - RECENT_MARGIN if seen else None
+        self._spawn("walker", self.passes.run, self.stop.event)
+        if self.once:
+            self.passes.request("once")
+        else:
+            self._start_watching(since)
+        for r in self.replicas:
+            r.start()
         LOG.info("started", source=str(self.cfg.source_dir),
-                  destination=str(self.cfg.dest), watch=self.watcher.mode)
+                 destinations=[d.label for d in self.cfg.dests], once=self.once)
+        failed = False
         try:
-            while not self.stopping:
-                self.step()
+            while not self.stop.requested:
+                if not self._supervise():
+                    failed = True
+                    break
+                if self.once and all(r.once_done() for r in self.replicas):
+                    break
+                self.stop.event.wait(TICK)
         finally:
-            self.shutdown()
-        return 0
+            self._shutdown()
+        if self.once:
+            return 0 if all(r.once_ok() for r in self.replicas) else 1
+        return 1 if failed else 0
 
-    def step(self) -> None:
-        """One turn of the loop: at most one rsync run, or a wait."""
-        self.tick()
-        if self._overflow.is_set():
-            self._overflow.clear()
-            self.pub.watch_overflow()
-            LOG.warning("watch_overflow",
-                      "the kernel dropped watch events (inotify queue overflow); "
-                      "reconciling the whole tree", sysctl="fs.inotify.max_queued_events")
-            self.rescan_reason = self.rescan_reason or "overflow"
-        if self._dir_removed.is_set():
-            # a directory left the tree (deleted, or moved out: no per-file events), and
-            # RRDSYNC_DELETE is on: a full pass with --delete mirrors it (guarded as ever)
-            self._dir_removed.clear()
-            self.rescan_reason = self.rescan_reason or "dir_removed"
-        problem = self.watcher.problem()
-        if problem and time.monotonic() >= self._watch_retry_at:
+    def _spawn(self, name: str, target: object, *args: object) -> threading.Thread:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        t.start()
+        self._threads.append(t)
+        return t
+
+    def _start_watching(self, recent_since: float | None, reason: str = "startup") -> None:
+        """Add the watches (a walk of every directory: seconds on a large tree, longer on
+        NFS) on a thread of its own, then ask for the startup pass: watches first, so no
+        change can fall between the walk and the watch."""
+
+        def start() -> None:
+            self.pub.activity("adding watches")
             try:
-                self.watcher.restart_as_poll(problem)
+                self.watcher.start()
             except OSError as e:
-                # The source root itself is gone (an unmounted or removed volume): no
-                # watcher can start. Stay up, let the delete guard refuse, and try again
-                # later, instead of dying on a traceback and crash-looping on exit 2.
+                # The source root itself is gone (an unmounted or removed volume): stay up,
+                # let the delete guard refuse, and try again later.
                 self._watch_retry_at = time.monotonic() + WATCH_RETRY
                 LOG.error("watch_unavailable",
                           f"cannot watch the source root; retrying in {WATCH_RETRY:g}s",
                           error=str(e), path=str(self.cfg.source_dir))
             else:
-                self.rescan_reason = self.rescan_reason or "watch_fallback"
+                self._watching = True
+                self.passes.request(reason, recent_since=recent_since,
+                                    on_recent=self._recent)
+            self.pub.activity(None)
+
+        self._watch_thread = self._spawn("watch-start", start)
+
+    def _recent(self, paths: list[str]) -> None:
+        """Files changed around the previous run's stop: sent in full to every destination."""
+        for r in self.replicas:
+            r.pending.add_many(paths, due_now=True)
+        LOG.info("recent_changes_found", files=len(paths))
+
+    def _supervise(self) -> bool:
+        """One tick of the main thread; False when a destination's thread died."""
         now = time.monotonic()
-        if now < self.retry_at:
-            self.pending.wait(min(self.retry_at - now, 1.0))
-            return
-        if self.rescan_reason is None and self.next_rescan is not None and now >= self.next_rescan:
-            self.rescan_reason = "interval"
-        if self.rescan_reason is not None:
-            self.reconcile(self.rescan_reason)
-            return
-        if now < self.pace_until:
-            self.pending.wait(min(self.pace_until - now, 1.0))
-            return
-        batch = self.pending.take_due(self.cfg.batch_max)
-        if batch:
-            self.send(batch)
-            return
-        wait = 1.0
-        due = self.pending.next_due_in()
-        if due is not None:
-            wait = min(wait, max(due, 0.005))
-        if self.next_rescan is not None:
-            wait = min(wait, max(self.next_rescan - now, 0.005))
-        self.pending.wait(wait)
-
-    def scan_recent(self, since: float) -> None:
-        """Send in full every file changed since shortly before the previous run stopped.
-
-        A change made in the same second as that file's last transfer keeps the same
-        size and whole-second mtime, so a quick check can miss it (and an rrsync
-        receiver refuses nanosecond comparison). Such changes can only have happened
-        around or after the last journal write, so those files go with --ignore-times.
-        """
-        started = time.monotonic()
-        found: list[str] = []
-        root = os.fspath(self.cfg.source_dir)
-        for dirpath, _dirs, names in os.walk(root):
-            for name in names:
-                if not self.cfg.included(name):
-                    continue
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(full)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and st.st_mtime >= since:
-                    found.append(os.path.relpath(full, root))
-        if found:
-            self.pending.add_many(found, due_now=True)
-        LOG.info("recent_changes_scanned", files=len(found),
-                  duration_s=time.monotonic() - started)
-
-    def tick(self) -> None:
-        """Heartbeat, pending gauges and journal; cheap, called often, acts once a second."""
-        now = time.monotonic()
-        if now - self._last_beat < 1.0:
-            return
-        self._last_beat = now
-        self.pub.heartbeat()
-        self.pub.set_pending(len(self.pending) + len(self.in_flight), self.oldest_age())
-        if self.pending.take_changed():
-            self._journal_dirty = True
-        interval = 1.0 if len(self.pending) < 20000 else 5.0
-        if self._journal_dirty and now - self._last_journal >= interval:
-            self.save_journal()
-        elif now - self._last_journal >= ALIVE_EVERY:
-            try:
-                self.journal.touch()
-                self._last_journal = now
-            except OSError as e:
-                LOG.error("journal_failed", error=str(e), path=str(self.journal.dir))
+        if not self.once:
+            self._watch_health(now)
+        self._rescans(now)
+        for r in self.replicas:
+            if r.thread is not None and not r.alive():
+                LOG.error("thread_died", "a destination's loop died; exiting so that the "
+                          "worker is restarted", destination=r.dest.label)
+                return False
+        self._journals(now)
+        fresh = self.cfg.liveness_timeout / 2
+        for r in self.replicas:
+            count, age = r.unsent()
+            r.pub.set_pending(count, age)
+            doing = r.beat.doing
+            if self._activity.get(r.key, "") != doing:
+                self._activity[r.key] = doing
+                r.pub.activity(doing)
+        if all(r.beat.age(now) < fresh for r in self.replicas):
+            self.pub.heartbeat()
         if now - self._summary_at >= SUMMARY_EVERY:
-            self._log_summary(now)
-
-    def oldest_age(self) -> float:
-        age = self.pending.oldest_age()
-        if self.in_flight:
-            now = time.monotonic()
-            age = max(age, now - min(e.first for e in self.in_flight.values()))
-        return age
-
-    def save_journal(self) -> None:
-        paths = set(self.pending.paths())
-        paths.update(self.in_flight)
-        try:
-            self.journal.save(sorted(paths))
-            self._journal_dirty = False
-            self._last_journal = time.monotonic()
-        except OSError as e:
-            LOG.error("journal_failed", error=str(e), path=str(self.journal.dir))
-
-    def _log_summary(self, now: float) -> None:
-        s = self._summary
-        if s["batches"]:
-            LOG.info("sync_summary", batches=s["batches"], files=s["files"],
-                      bytes=s["bytes"], max_lag_s=s["max_lag_s"], pending=len(self.pending),
-                      duration_s=now - self._summary_at)
-        self._summary = {"batches": 0, "files": 0, "bytes": 0, "max_lag_s": 0.0}
-        self._summary_at = now
-
-    # -- failures -----------------------------------------------------------------------
-
-    def _failed(self, kind: str, error: str, exit_code: int, duration: float) -> None:
-        self.failures += 1
-        delay = min(BACKOFF_CAP, 0.5 * 2 ** min(self.failures, 6)) * random.uniform(0.8, 1.0)
-        self.retry_at = time.monotonic() + delay
-        LOG.log(ERROR if self.failures > 1 else WARNING, "send_failed", error=error,
-                  kind=kind, exit_code=exit_code, attempt=self.failures, retry_in_s=delay,
-                  pending=len(self.pending), duration_s=duration)
-
-    def _connect(self) -> str | None:
-        """Bring up the SSH master; the error text when it cannot."""
-        if self.ssh is None:
-            return None
-        try:
-            self.ssh.ensure(abort=lambda: self.stopping)
-        except SshError as e:
-            return "ssh: " + classify_ssh_error(str(e))
-        if self.ssh.connects > self._ssh_seen:
-            self._ssh_seen = self.ssh.connects
-            self.pub.ssh_connected(reconnect=self._ssh_seen > 1)
-        return None
-
-    # -- event batches --------------------------------------------------------------------
-
-    def send(self, batch: dict[str, Entry]) -> None:
-        root = self.cfg.source_dir
-        if self.cfg.rrdcached:
-            try:
-                rrdcached.flush(self.cfg.rrdcached, self.cfg.rrdcached_path_root, list(batch))
-            except OSError as e:
-                LOG.warning("rrdcached_flush_failed", error=str(e),
-                          files=len(batch))
-        before: dict[str, Sig] = {}
-        missing: list[str] = []
-        for rel in batch:
-            sig = signature(root / rel)
-            if sig is not None:
-                before[rel] = sig
-            elif not os.path.lexists(root / rel):
-                missing.append(rel)
-            # else: a symlink or special file: never sent, never followed
-        delete = False
-        if missing and self.cfg.delete:
-            refusal = guard.delete_refusal(root, self.journal, self.cfg.included)
-            if refusal:
-                self.pub.delete_refused(refusal)
-                LOG.error("delete_refused", refusal, files=len(missing),
-                          error=refusal)
-            else:
-                delete = True
-        paths = list(before) + (missing if delete else [])
-        if not paths:
-            return
-        self.in_flight = batch
-        error = self._connect()
-        if error:
-            self.pending.requeue(batch)
-            self.in_flight = {}
-            self._failed("events", error, 255, 0.0)
-            self.pub.batch_finished(kind="events", result="failed", exit_code=255, files=0,
-                                    nbytes=0, duration=0.0, lags=[], error=error)
-            return
-        started = time.monotonic()
-        self.pace_until = started + MIN_INTERVAL
-        res = self.rsync.send_list(paths, delete_missing=delete)
-        self._settle_batch(batch, before, res)
-        self.in_flight = {}
-        self._journal_dirty = True
-        LOG.debug("batch_sent", files=len(res.sent), bytes=res.nbytes,
-                  duration_s=time.monotonic() - started, exit_code=res.exit_code)
-
-    def _settle_batch(self, batch: dict[str, Entry], before: dict[str, Sig],
-                      res: Result) -> None:
-        """Decide, per file, whether it is done or goes back to the pending set."""
-        root = self.cfg.source_dir
-        sent = set(res.sent)
-        done_wall = time.time()
-        retry: dict[str, Entry] = {}
-        lags: list[float] = []
-        raced = 0
-        # "sent" is the sender's word, not the receiver's: see Result.sent_confirmed
-        confirmed = res.sent_confirmed
-        for rel, entry in batch.items():
-            if rel in sent and confirmed:
-                if signature(root / rel) != before.get(rel):
-                    retry[rel] = entry  # changed while being sent: send again
-                    raced += 1
-                else:
-                    lags.append(max(0.0, done_wall - entry.wall))
-            elif res.exit_code in (0, 24) and not res.interrupted:
-                continue  # deleted, vanished (24) or not a regular file: nothing to send
-            elif rel in before:
-                retry[rel] = entry
-            elif res.exit_code not in (0, 24):
-                retry[rel] = entry  # a deletion that may not have happened
-        if retry:
-            self.pending.requeue(retry)
-        if raced:
-            LOG.debug("send_raced", files=raced)
-        result = res.result if not res.interrupted else "failed"
-        s = self._summary
-        s["batches"] += 1
-        s["files"] += len(lags)
-        s["bytes"] += res.nbytes
-        if lags:
-            s["max_lag_s"] = max(s["max_lag_s"], max(lags))
-        self.pub.batch_finished(kind="events", result=result, exit_code=res.exit_code,
-                                files=len(res.sent), nbytes=res.nbytes, duration=res.duration,
-                                lags=lags, error=res.error)
-        if res.interrupted:
-            return
-        if result == "failed" or result == "partial":
-            self._failed("events", res.error or "rsync failed", res.exit_code, res.duration)
-        else:
-            self.failures = 0
-
-    # -- full reconciliation ----------------------------------------------------------------
-
-    def reconcile(self, reason: str) -> bool:
-        """One rsync over the whole included tree; True when it completed."""
-        self.pub.reconcile_started(reason)
-        LOG.info("reconcile_started", reason=reason)
-        error = self._connect()
-        if error:
-            self._failed("full", error, 255, 0.0)
-            self.pub.batch_finished(kind="full", result="failed", exit_code=255, files=0,
-                                    nbytes=0, duration=0.0, lags=[], error=error)
-            self.pub.reconcile_finished(reason, 0.0, ok=False)
-            return False
-        delete = False
-        if self.cfg.delete:
-            refusal = guard.delete_refusal(self.cfg.source_dir, self.journal,
-                                           self.cfg.included)
-            if refusal:
-                self.pub.delete_refused(refusal)
-                LOG.error("delete_refused", refusal, error=refusal)
-            else:
-                delete = True
-        progress = self._progress_logger() if not self.initial_done else None
-        self.rescan_reason = None
-        res = self.rsync.full_pass(delete=False, progress=progress)
-        ok = res.result == "ok" and not res.interrupted
-        if ok and delete:
-            deletion = self._mirror_deletions()
-            if deletion is not None and deletion.result != "ok":
-                res = deletion
-                ok = False
-        if progress is not None and ok:
-            total = progress.total or len(res.sent)  # type: ignore[attr-defined]
-            self.pub.initial_progress(len(res.sent), total, total)
-        self.pub.batch_finished(kind="full", result=res.result if not res.interrupted
-                                else "failed", exit_code=res.exit_code, files=len(res.sent),
-                                nbytes=res.nbytes, duration=res.duration, lags=[],
-                                error=res.error)
-        self.pub.reconcile_finished(reason, res.duration, ok=ok)
-        LOG.log(INFO if ok else WARNING, "reconcile_finished", reason=reason, ok=ok,
-                  files=len(res.sent), deleted=len(res.deleted), bytes=res.nbytes,
-                  duration_s=res.duration, exit_code=res.exit_code, error=res.error)
-        if res.interrupted:
-            self.rescan_reason = reason
-            return False
-        if not ok:
-            self.rescan_reason = reason
-            self._failed("full", res.error or "rsync failed", res.exit_code, res.duration)
-            return False
-        self.failures = 0
-        self.initial_done = True
-        if self.cfg.rescan_interval:
-            self.next_rescan = time.monotonic() + self.cfg.rescan_interval
+            self._summary_at = now
+            for r in self.replicas:
+                s = r.take_summary()
+                if s["batches"]:
+                    LOG.info("sync_summary", destination=r.dest.label, batches=s["batches"],
+                             files=s["files"], bytes=s["bytes"], max_lag_s=s["max_lag_s"],
+                             pending=len(r.pending), duration_s=SUMMARY_EVERY)
         return True
 
-    def _mirror_deletions(self) -> Result | None:
-        """Delete at the destination what is gone from the source, in two steps so that a
-        source emptied meanwhile (an unmount, an rm -rf in progress) cannot take the
-        archive with it: list what a mirror would delete (dry run), check the guard again
-        and each path's absence at the source, then delete exactly those paths."""
-        plan = self.rsync.planned_deletions()
-        if plan.result != "ok":
-            return plan
-        if not plan.deleted:
-            return None
-        refusal = guard.delete_refusal(self.cfg.source_dir, self.journal, self.cfg.included)
-        if refusal:
-            self.pub.delete_refused(refusal)
-            LOG.error("delete_refused", refusal, files=len(plan.deleted),
-                      error=refusal)
-            return None
-        root = self.cfg.source_dir
-        gone = [p for p in plan.deleted if not os.path.lexists(root / p)]
-        if not gone:
-            return None
-        res = self.rsync.delete_paths(gone)
-        LOG.log(INFO if res.result == "ok" else WARNING, "deletions_mirrored",
-                  files=len(res.deleted), duration_s=res.duration, exit_code=res.exit_code,
-                  error=res.error)
-        return res
+    def _watch_health(self, now: float) -> None:
+        if self._overflow.is_set():
+            self._overflow.clear()
+            self.pub.watch_overflow()
+            LOG.warning("watch_overflow", "the kernel dropped watch events (inotify queue "
+                        "overflow); reconciling the whole tree",
+                        sysctl="fs.inotify.max_queued_events")
+            self.passes.request("overflow")
+        if self._dir_removed.is_set():
+            # a directory left the tree (deleted, or moved out: no per-file events), and
+            # RRDSYNC_DELETE is on: a full pass ends with the (guarded) deletions
+            self._dir_removed.clear()
+            self.passes.request("dir_removed")
+        starting = self._watch_thread is not None and self._watch_thread.is_alive()
+        if starting:
+            return
+        if not self._watching:
+            if now >= self._watch_retry_at:
+                self._start_watching(None)
+            return
+        problem = self.watcher.problem()
+        if problem:
+            self._watching = False
 
-    def _progress_logger(self):
-        state = {"at": time.monotonic(), "start": time.monotonic()}
+            def fallback() -> None:
+                try:
+                    self.watcher.restart_as_poll(problem)
+                except OSError as e:
+                    self._watch_retry_at = time.monotonic() + WATCH_RETRY
+                    LOG.error("watch_unavailable", error=str(e),
+                              path=str(self.cfg.source_dir))
+                    return
+                self._watching = True
+                self.passes.request("watch_fallback")
 
-        def progress(done: int, checked: int, total: int) -> None:
-            progress.total = total  # type: ignore[attr-defined]
-            now = time.monotonic()
-            if now - state["at"] < PROGRESS_EVERY:
-                return
-            state["at"] = now
-            elapsed = now - state["start"]
-            rate = checked / elapsed if elapsed > 0 else 0.0
-            eta = (total - checked) / rate if rate > 0 else None
-            self.pub.initial_progress(done, checked, total)
-            LOG.info("reconcile_progress", files=done, checked=checked,
-                      total=total, rate_per_s=rate, eta_s=eta, duration_s=elapsed)
+            self._watch_thread = self._spawn("watch-fallback", fallback)
 
-        progress.total = 0  # type: ignore[attr-defined]
-        return progress
+    def _rescans(self, now: float) -> None:
+        newest = self.passes.newest()
+        if newest is None:
+            return
+        if newest.done and newest.error and newest.error != "stopped" \
+                and self.passes.pending_request() is None \
+                and now - newest.started >= PASS_RETRY:
+            self.passes.request(newest.reason)
+        if self.once or not self.cfg.rescan_interval:
+            return
+        if self._next_rescan is None or newest.started > self._next_rescan \
+                - self.cfg.rescan_interval:
+            self._next_rescan = newest.started + self.cfg.rescan_interval
+        if now >= self._next_rescan and self.passes.pending_request() is None:
+            self._next_rescan = now + self.cfg.rescan_interval
+            self.passes.request("interval")
 
-    # -- shutdown --------------------------------------------------------------------------
+    def _journals(self, now: float, *, final: bool = False) -> None:
+        """Write each destination's journal when it changed (at most once a second, every
+        5 s for a large backlog), and touch it every few seconds otherwise."""
+        if not final and now - self._journal_at < 1.0:
+            return
+        touch = final or now - self._touched_at >= ALIVE_EVERY
+        error = None
+        for r in self.replicas:
+            if not final and len(r.pending) >= BIG_JOURNAL and now - r.saved_at < 5.0:
+                continue
+            try:
+                paths = r.journal_paths()
+                if paths is not None:
+                    r.journal.save(paths)
+                    r.saved_at = now
+                elif touch:
+                    r.journal.touch()
+            except OSError as e:
+                error = f"{r.journal.dir}: {e.strerror or e}"
+                r.held_changed = True  # write it again next time
+        self._journal_at = now
+        if touch:
+            self._touched_at = now
+        if error != self._journal_error:
+            if error:
+                LOG.error("journal_failed", "cannot write the state dir: a restart would "
+                          "resend from the full pass only", error=error)
+            else:
+                LOG.info("journal_recovered")
+            self._journal_error = error
+            self.pub.journal_problem(error)
 
-    def shutdown(self) -> None:
-        self.save_journal()  # first: it is what makes a restart lose nothing
+    def _shutdown(self) -> None:
+        self.stop.request(STOP_DRAIN, self.stop.signal)
+        self._wake()
+        deadline = time.monotonic() + STOP_DRAIN + 1.0
+        for r in self.replicas:
+            if r.thread is not None:
+                r.thread.join(max(0.0, deadline - time.monotonic()))
+        self._journals(time.monotonic(), final=True)  # what makes a restart lose nothing
         self.watcher.stop()
-        if self.ssh is not None:
-            self.ssh.close()
-        self.rsync.close()
+        for r in self.replicas:
+            r.close()
         self.pub.close()
-        LOG.info("stopped", pending=len(self.pending))
-
-
-def run_once(cfg: Config, publisher: Publisher) -> int:
-    """One full reconciliation (plus whatever the journal says was pending), then exit."""
-    engine = Engine(cfg, publisher)
-    resumed = engine.journal.load()
-    try:
-        if resumed:
-            engine.pending.add_many(resumed, due_now=True)
-            batch = engine.pending.take_due(len(resumed))
-            engine.send(batch)
-            if len(engine.pending):
-                return 1
-        ok = engine.reconcile("once")
-        if ok:
-            engine.journal.save([])
-        return 0 if ok else 1
-    finally:
-        if engine.ssh is not None:
-            engine.ssh.close()
-        engine.rsync.close()
+        LOG.info("stopped", pending=sum(len(r.pending) for r in self.replicas))

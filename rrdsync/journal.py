@@ -1,14 +1,17 @@
 """Crash-safe persistence in ``RRDSYNC_STATE_DIR``.
 
-``pending`` holds every path not yet confirmed at the destination (pending plus
-in flight), NUL-separated raw bytes so any file name survives. It is replaced
-atomically (write a temporary file, fsync, rename, fsync the directory), so a
-kill at any instant leaves either the old or the new list, never a torn one.
-The startup reconciliation is the second safety net for the changes that happened
-between the last write and a kill.
+Each destination has its own directory (``dest-<key>/``) whose ``pending`` file holds
+every path not yet confirmed there (pending, in flight, failing), NUL-separated raw bytes
+so any file name survives. It is replaced atomically (write a temporary file, fsync,
+rename, fsync the directory), so a kill at any instant leaves either the old or the new
+list, never a torn one. Its mtime is touched every few seconds while the worker runs: at
+the next start, files changed since shortly before that time are re-sent in full (the
+quick check cannot see a same-second change, and an rrsync receiver refuses nanosecond
+comparison). The startup full pass is the second safety net.
 
-``source-fs`` records which filesystem the source root was on at the first run,
-for the delete guard.
+``source-fs.json`` (at the state dir's root) records which filesystem the source root
+was on at the first run, for the delete guard. Releases before several destinations kept
+one ``pending`` file at the root: with a single destination it is adopted at start.
 """
 
 from __future__ import annotations
@@ -17,35 +20,51 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 PENDING = "pending"
 SOURCE_FS = "source-fs.json"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` (a private file: ``mode``). ``durable`` adds the
+    fsyncs that make the new content survive a power cut, not only a kill."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if durable:
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def nul_list(paths: Iterable[str]) -> bytes:
+    """Paths as NUL-terminated raw bytes (rsync's ``--from0`` form, and the journal's)."""
+    return b"".join(os.fsencode(p) + b"\0" for p in paths)
 
 
 class Journal:
-    def __init__(self, state_dir: Path) -> None:
-        self.dir = state_dir
+    """One destination's list of unconfirmed paths."""
+
+    def __init__(self, state_dir: Path, key: str, *, adopt_legacy: bool = False) -> None:
+        self.dir = state_dir / f"dest-{key}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pending_file = self.dir / PENDING
+        legacy = state_dir / PENDING
+        if adopt_legacy and legacy.exists() and not self.pending_file.exists():
+            os.replace(legacy, self.pending_file)
 
     def load(self) -> list[str]:
         try:
@@ -55,7 +74,7 @@ class Journal:
         return [os.fsdecode(p) for p in raw.split(b"\0") if p]
 
     def saved_at(self) -> float | None:
-        """When the pending list was last written (by a previous run, at startup)."""
+        """When the pending list was last written or touched (by a previous run)."""
         try:
             return self.pending_file.stat().st_mtime
         except FileNotFoundError:
@@ -68,18 +87,23 @@ class Journal:
         except FileNotFoundError:
             self.save([])
 
-    def save(self, paths: Iterable[str]) -> int:
-        data = b"".join(os.fsencode(p) + b"\0" for p in paths)
-        atomic_write(self.pending_file, data)
-        return data.count(b"\0")
+    def save(self, paths: Iterable[str]) -> None:
+        atomic_write(self.pending_file, nul_list(paths))
 
-    # -- delete guard's memory ------------------------------------------------------
 
-    def source_fs(self) -> dict | None:
+class SourceMemory:
+    """What the delete guard remembers about the source (at the state dir's root)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.file = state_dir / SOURCE_FS
+
+    def load(self) -> dict[str, Any] | None:
         try:
-            return json.loads((self.dir / SOURCE_FS).read_text())
+            data = json.loads(self.file.read_text())
         except (FileNotFoundError, ValueError):
             return None
+        return data if isinstance(data, dict) else None
 
-    def record_source_fs(self, ident: dict) -> None:
-        atomic_write(self.dir / SOURCE_FS, json.dumps(ident).encode())
+    def record(self, ident: dict[str, Any]) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.file, json.dumps(ident).encode())

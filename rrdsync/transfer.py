@@ -1,4 +1,4 @@
-"""Running rsync: the argument lists, the child process, and what its exit code means.
+"""Running rsync for one destination: the argument lists, the child, what its exit means.
 
 Rules that keep the destination trustworthy:
 - paths travel NUL-separated through ``--files-from`` (never on a command line, never
@@ -9,7 +9,11 @@ Rules that keep the destination trustworthy:
 - event-listed files go with ``--ignore-times``: RRD files keep their size and a second
   update in the same second (or the same coarse kernel timestamp tick) would pass
   rsync's quick check;
-- the full pass compares mtimes to the nanosecond (``--modify-window=-1``).
+- chunks of a full pass use the quick check, to the nanosecond (``--modify-window=-1``)
+  where the receiver allows it (an rrsync receiver refuses ``-@-1``);
+- directory times are never set (``--omit-dir-times``) and permissions are not mirrored:
+  a destination root owned by root with ``fsGroup`` (mode 2775) refuses both, and RRD
+  readers need neither. New files get the source's mode under the receiver's umask.
 """
 
 from __future__ import annotations
@@ -17,23 +21,23 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import log
-from .config import Config
+from . import log, rsync_output
+from .config import Config, Destination
+from .rsync_output import Item, PathError
 from .ssh import SshMaster, spawn
+from .threads import Beat, Stop
 
 LOG = log.get("transfer")
 
-# Exit codes after lsyncd's table (FIELD-NOTES §1) and rsync(1) EXIT VALUES.
 OK = frozenset({0, 24})  # 24: a listed file vanished before it was sent: nothing to send
-PARTIAL = frozenset({23})  # some files failed: retry those
+PARTIAL = 23  # some paths failed (named in stderr); the others arrived
 MEANING = {
     1: "syntax or usage error (the receiver may have refused an option)",
     2: "protocol incompatibility",
@@ -55,60 +59,68 @@ MEANING = {
     35: "timeout waiting for daemon connection",
     255: "ssh failed (destination unreachable, or authentication / host key refused)",
 }
-SENT_PREFIX = "rrdsync:"
 REFUSED = "invalid rsync-command syntax or options"  # rrsync's word for a refused option
-_ESC = re.compile(rb"\\#([0-7]{3})")
-_PROGRESS = re.compile(r"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
+_PROGRESS = re.compile(rb"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
 
-def unescape(name: bytes) -> bytes:
-    """Undo rsync's ``\\#ooo`` escaping of unprintable bytes in its log lines."""
-    return _ESC.sub(lambda m: bytes([int(m.group(1), 8)]), name)
+def write_list(path: Path, paths: list[str] | bytes) -> None:
+    """A NUL-separated ``--files-from`` list (any byte in a name survives)."""
+    data = paths if isinstance(paths, bytes) else b"".join(
+        os.fsencode(p) + b"\0" for p in sorted(paths))
+    path.write_bytes(data)
 
 
 @dataclass
 class Result:
     exit_code: int
     duration: float
-    sent: list[str] = field(default_factory=list)  # files whose new content was written
-    deleted: list[str] = field(default_factory=list)
-    nbytes: int = 0
+    items: list[Item] = field(default_factory=list)
     stderr: str = ""
-    interrupted: bool = False
+    interrupted: bool = False  # ended by us at the stop deadline
     stderr_cut: bool = False  # the start of stderr was dropped (too long to keep)
 
     @property
-    def sent_confirmed(self) -> bool:
-        """Whether ``sent`` means "now at the destination".
+    def sent(self) -> list[str]:
+        return [i.path for i in self.items if i.kind == "sent"]
 
-        rsync lists a file on the sender's side once it has sent it, before the receiver
-        has renamed it into place. A cut connection loses the file being finished; a
-        receiver that cannot write (read-only, full) fails every file with code 23 while
-        the sender lists them all. Only a clean run, or a partial one whose every error
-        is the sender's own (a source file it could not read, which it does not list),
-        confirms what was listed.
-        """
-        if self.interrupted:
-            return False
-        if self.exit_code in OK:
-            return True
-        if self.exit_code not in PARTIAL or self.stderr_cut:
-            return False
-        errors = [ln for ln in self.stderr.splitlines() if ln.startswith("rsync: ")]
-        return bool(errors) and all(ln.startswith("rsync: [sender] ") for ln in errors)
+    @property
+    def deleted(self) -> list[str]:
+        return [i.path for i in self.items if i.kind == "deleted"]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(i.nbytes for i in self.items if i.kind == "sent")
+
+    @property
+    def completed(self) -> bool:
+        """The run went through to the end: every path it does not name in an error
+        arrived (0, 23, 24). Anything else (a cut connection, a refusal, a timeout)
+        confirms nothing: rsync lists a file once the sender has sent it, before the
+        receiver renames it into place."""
+        return not self.interrupted and (self.exit_code in OK or self.exit_code == PARTIAL)
+
+    @property
+    def refused(self) -> bool:
+        """An rrsync receiver refused an option (e.g. a delete option under -no-del)."""
+        return self.exit_code in (1, 12) and REFUSED in self.stderr
+
+    def path_errors(self) -> tuple[list[PathError], list[str]]:
+        return rsync_output.parse_errors(self.stderr)
 
     @property
     def result(self) -> str:
+        if self.interrupted:
+            return "failed"
         if self.exit_code in OK:
             return "ok"
-        if self.exit_code in PARTIAL:
-            return "partial"
-        return "failed"
+        return "partial" if self.exit_code == PARTIAL else "failed"
 
     @property
     def error(self) -> str | None:
-        if self.exit_code in OK:
+        if self.exit_code in OK and not self.interrupted:
             return None
+        if self.interrupted:
+            return "rsync ended at the stop deadline"
         meaning = MEANING.get(self.exit_code, "unknown rsync exit code")
         detail = self.stderr.strip().splitlines()[-3:] if self.stderr.strip() else []
         return f"rsync exit {self.exit_code}: {meaning}" + (
@@ -118,28 +130,26 @@ class Result:
 class Rsync:
     """Builds and runs rsync for one destination (one run at a time: rrsync locks per dir)."""
 
-    def __init__(self, cfg: Config, ssh: SshMaster | None, tick: Callable[[], None],
-                 abort: Callable[[], bool]) -> None:
-        assert cfg.dest is not None
+    def __init__(self, cfg: Config, dest: Destination, ssh: SshMaster | None,
+                 workdir: Path) -> None:
         self.cfg = cfg
+        self.dest = dest
         self.ssh = ssh
-        self.tick = tick  # heartbeat while rsync runs (a full pass may take hours)
-        self.abort = abort  # True once the stop deadline has passed
-        self.workdir = Path(tempfile.mkdtemp(prefix="rrdsync-lists-"))
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
         # rrsync's option filter refuses "-@-1" (how rsync forwards a negative
         # --modify-window), so nanosecond comparison is dropped for such a receiver;
-        # the engine's startup scan of recently changed files covers that case.
+        # the startup scan of recently changed files covers that case.
         self.ns_mtime = True
 
     def base_argv(self) -> list[str]:
         cfg = self.cfg
-        argv = ["rsync", "--times", "--perms", f"--timeout={max(1, round(cfg.timeout))}",
-                f"--out-format={SENT_PREFIX}%i:%b:%n"]
-        if cfg.dest.is_remote:
+        argv = ["rsync", "--times", "--omit-dir-times",
+                f"--timeout={max(1, round(cfg.timeout))}", rsync_output.OUT_FORMAT]
+        if self.dest.is_remote:
             assert self.ssh is not None
             argv += ["--rsh", self.ssh.rsh()]
-            if cfg.compress:
-                argv.append("--compress")
+            argv += compress_args(cfg)
         if cfg.bwlimit:
             argv.append(f"--bwlimit={cfg.bwlimit}")
         return argv
@@ -147,67 +157,68 @@ class Rsync:
     def source_arg(self) -> str:
         return str(self.cfg.source_dir).rstrip("/") + "/"
 
-    def send_list(self, paths: list[str], *, delete_missing: bool) -> Result:
-        """Send exactly these relative paths (event batch)."""
+    def target(self) -> str:
+        return self.dest.rsync_target()
+
+    # -- the runs the engine makes ------------------------------------------------------
+
+    def send_list(self, paths: list[str] | bytes, stop: Stop, beat: Beat, *,
+                  ignore_times: bool, delete_missing: bool = False) -> Result:
+        """Send exactly these relative paths: an event batch (``ignore_times``) or a chunk
+        of a full pass (quick check)."""
         listing = self.workdir / "files"
-        data = b"".join(os.fsencode(p) + b"\0" for p in sorted(paths))
-        listing.write_bytes(data)
-        argv = [*self.base_argv(), "--ignore-times", "--from0", f"--files-from={listing}",
-                "--delete-missing-args" if delete_missing else "--ignore-missing-args",
-                self.source_arg(), self.cfg.dest.rsync_target()]
-        return self.run(argv)
+        write_list(listing, paths)
+        argv = [*self.base_argv(), "--from0", f"--files-from={listing}",
+                "--delete-missing-args" if delete_missing else "--ignore-missing-args"]
+        if ignore_times:
+            argv.append("--ignore-times")
+        elif self.ns_mtime:
+            argv.append("--modify-window=-1")
+        argv += [self.source_arg(), self.target()]
+        res = self.run(argv, stop, beat)
+        if not ignore_times and self.ns_mtime and res.refused and not delete_missing:
+            self.ns_mtime = False
+            LOG.warning("ns_mtime_refused",
+                        "the destination refuses nanosecond mtime comparison (rrsync); "
+                        "comparing whole seconds, with files changed around the last stop "
+                        "sent in full at startup", destination=self.dest.label,
+                        error=res.error)
+            return self.send_list(paths, stop, beat, ignore_times=False)
+        return res
 
     def filter_args(self) -> list[str]:
-        """Directories are traversed; excludes win over includes; everything else is skipped."""
-        args = ["--include=*/"]
+        """Directories are traversed; excludes win over includes; ``lost+found`` at the
+        root is never entered; everything else is skipped."""
+        args = ["--exclude=/lost+found", "--include=*/"]
         args += [f"--exclude={g}" for g in self.cfg.exclude]
         args += [f"--include={g}" for g in self.cfg.include]
         args.append("--exclude=*")
         return args
 
-    def full_pass(self, *, delete: bool,
-                  progress: Callable[[int, int, int], None] | None = None) -> Result:
-        """Reconcile the whole included tree (quick check to the nanosecond)."""
-        argv = [*self.base_argv(), "--recursive", "--prune-empty-dirs", *self.filter_args()]
-        if self.ns_mtime:
-            argv.append("--modify-window=-1")
-        if delete:
-            argv.append("--delete")
-        if progress is not None:
-            argv.append("--info=progress2")
-        argv += [self.source_arg(), self.cfg.dest.rsync_target()]
-        res = self.run(argv, progress=progress)
-        if self.ns_mtime and res.exit_code in (1, 12) and REFUSED in res.stderr:
-            self.ns_mtime = False
-            LOG.warning("ns_mtime_refused",
-                      "the destination refuses nanosecond mtime comparison (rrsync); "
-                      "comparing whole seconds, with files changed around the last stop "
-                      "sent in full at startup", error=res.error)
-            return self.full_pass(delete=delete, progress=progress)
-        return res
-
-    def planned_deletions(self) -> Result:
+    def planned_deletions(self, stop: Stop, beat: Beat) -> Result:
         """What a mirroring pass would delete at the destination, without deleting it (a
         dry run that transfers nothing: ``--existing --ignore-existing``). Its ``deleted``
         list is checked against the source before anything is removed."""
         argv = [*self.base_argv(), "--dry-run", "--recursive", "--existing",
                 "--ignore-existing", "--delete", *self.filter_args(), self.source_arg(),
-                self.cfg.dest.rsync_target()]
-        return self.run(argv)
+                self.target()]
+        return self.run(argv, stop, beat)
 
-    def delete_paths(self, paths: list[str]) -> Result:
+    def delete_paths(self, paths: list[str], stop: Stop, beat: Beat) -> Result:
         """Delete exactly these relative paths at the destination (each missing at the
         source): nothing else can be removed, whatever happens to the source meanwhile."""
         listing = self.workdir / "deletions"
-        listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in sorted(paths)))
+        write_list(listing, paths)
         argv = [*self.base_argv(), "--from0", f"--files-from={listing}",
-                "--delete-missing-args", "--force", self.source_arg(),
-                self.cfg.dest.rsync_target()]
-        return self.run(argv)
+                "--delete-missing-args", "--force", self.source_arg(), self.target()]
+        return self.run(argv, stop, beat)
 
-    def run(self, argv: list[str], progress: Callable[[int, int, int], None] | None = None,
-            ) -> Result:
-        LOG.debug("rsync_start", argv=argv)
+    # -- the child ----------------------------------------------------------------------
+
+    def run(self, argv: list[str], stop: Stop, beat: Beat) -> Result:
+        """Run rsync to its end, or until the stop deadline (then SIGTERM, SIGKILL 0.5 s
+        later). Marks ``beat`` while it runs: a long run is a busy worker, not a dead one."""
+        LOG.debug("rsync_start", argv=argv, destination=self.dest.label)
         started = time.monotonic()
         proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE)
@@ -223,23 +234,26 @@ class Rsync:
         exited_at: float | None = None
         while open_streams:
             for key, _ in sel.select(timeout=0.2):
-                chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                fd = key.fd
+                chunk = os.read(fd, 65536)
                 if not chunk:
                     sel.unregister(key.fileobj)
                     open_streams -= 1
                     continue
                 if key.data == "err":
                     err += chunk
-                    if len(err) > 65536:
-                        del err[:-32768]
+                    if len(err) > 262144:
+                        del err[:-131072]
                         res.stderr_cut = True
                     continue
                 buf += chunk
                 *lines, buf = re.split(rb"[\r\n]", buf)
                 for line in lines:
-                    self._parse(line, res, progress)
-            self.tick()
-            if self.abort() and proc.poll() is None:
+                    item = rsync_output.parse_item(line)
+                    if item is not None:
+                        res.items.append(item)
+            beat.mark(keep=True)
+            if stop.over() and proc.poll() is None:
                 now = time.monotonic()
                 if terminated_at is None:
                     res.interrupted = True
@@ -256,38 +270,31 @@ class Rsync:
                 if terminated_at is not None or time.monotonic() - exited_at > 1.0:
                     break
         if buf:
-            self._parse(buf, res, progress)
+            item = rsync_output.parse_item(buf)
+            if item is not None:
+                res.items.append(item)
         proc.wait()
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
         res.exit_code = proc.returncode if proc.returncode >= 0 else 20
         res.duration = time.monotonic() - started
-        res.stderr = err.decode(errors="replace")
+        res.stderr = err.decode(errors="surrogateescape")
         return res
 
-    @staticmethod
-    def _parse(line: bytes, res: Result,
-               progress: Callable[[int, int, int], None] | None) -> None:
-        if line.startswith(SENT_PREFIX.encode()):
-            try:
-                item, nbytes, name = line[len(SENT_PREFIX):].split(b":", 2)
-            except ValueError:
-                return
-            path = os.fsdecode(unescape(name))
-            if item.startswith(b"*"):  # "*deleting"
-                res.deleted.append(path.rstrip("/"))
-            elif item[:1] in (b"<", b">") and item[1:2] == b"f":
-                res.sent.append(path)
-                res.nbytes += int(nbytes or 0)
-            return
-        if progress is not None:
-            m = _PROGRESS.search(line.decode(errors="replace"))
-            if m:
-                xfr, remaining, total = (int(g) for g in m.groups())
-                progress(xfr, total - remaining, total)
-
     def close(self) -> None:
-        import shutil
-
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def compress_args(cfg: Config) -> list[str]:
+    """``RRDSYNC_COMPRESS``: ``auto`` lets both ends negotiate, an algorithm pins it."""
+    choice = getattr(cfg, "compress", True)
+    if choice is True or choice == "auto":
+        return ["--compress"]
+    if choice is False or choice == "none":
+        return []
+    args = ["--compress", f"--compress-choice={choice}"]
+    level = getattr(cfg, "compress_level", None)
+    if level is not None:
+        args.append(f"--compress-level={level}")
+    return args

@@ -296,11 +296,40 @@ class Publisher:
         self._was_ready = ready
 
 
+class _OneDestination:
+    """Transitional: the single-destination publisher behind the per-destination
+    interface (replaced when the per-destination status lands)."""
+
+    def __init__(self, pub: Any) -> None:
+        self._pub = pub
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("failing_paths", "activity"):
+            return lambda *a, **k: None
+        return getattr(self._pub, name)
+
+
+def _destination(self: Any, dest: Any) -> Any:
+    return _OneDestination(self)
+
+
+Publisher.destination = _destination  # type: ignore[attr-defined]
+Publisher.rescan_started = Publisher.reconcile_started  # type: ignore[attr-defined]
+Publisher.journal_problem = lambda self, error: None  # type: ignore[attr-defined]
+Publisher.activity = lambda self, text: None  # type: ignore[attr-defined]
+DestinationPublisher = Any
+
+
 class NullPublisher:
     """Publishes nothing: for one-shot runs (``rrdsync once`` as an init container or
     CronJob) where no status server is watching and the run dir may be read-only."""
 
+    def destination(self, dest: Any) -> Any:
+        return self
+
     def __getattr__(self, name: str) -> Callable[..., None]:
+        if name in ("failing_paths", "activity", "rescan_started", "journal_problem"):
+            return lambda *args, **kwargs: None
         if name.startswith("_") or not hasattr(Publisher, name):
             raise AttributeError(name)
         return lambda *args, **kwargs: None

@@ -104,15 +104,73 @@ def test_changed_flag_for_journal():
     assert p.take_changed()
 
 
-def test_large_backlog_is_cheap():
+def test_large_backlog_is_cheap(monkeypatch):
+    """Draining a 200k backlog pops each record once: no stale records, no rescans of
+    the whole set per batch (what made it cheap is what this counts, not a timing)."""
+    import heapq
+
+    import rrdsync.batch as batch_mod
+
+    pops = 0
+
+    class CountingHeapq:
+        heappush = staticmethod(heapq.heappush)
+        heapify = staticmethod(heapq.heapify)
+        heapreplace = staticmethod(heapq.heapreplace)
+
+        @staticmethod
+        def heappop(heap):
+            nonlocal pops
+            pops += 1
+            return heapq.heappop(heap)
+
+    monkeypatch.setattr(batch_mod, "heapq", CountingHeapq)
     p, c = make()
     for i in range(200_000):
         p.add(f"snmp/{i % 1000}/if/ds{i}.rrd")
+        p.add(f"snmp/{i % 1000}/if/ds{i}.rrd")  # a second event adds no record
+    assert p.records() == 200_000
     c.t += 10
     total = 0
-    while True:
-        batch = p.take_due(5000)
-        if not batch:
-            break
+    while batch := p.take_due(5000):
         total += len(batch)
-    assert total == 200_000
+    assert total == 200_000 and pops == 200_000 and p.records() == 0
+
+
+def test_memory_follows_pending_paths_not_events_during_an_outage():
+    """A simulated hour of outage at 20k files, each rewritten every 300 s (about 67
+    events per second), while the sender keeps taking batches that fail and are put
+    back: heap records stay within 2 x the pending paths (issue: ~182k records per hour
+    before)."""
+    p, c = make(settle=0.1, max_delay=2.0)
+    files = [f"snmp/{i // 50}/if{i % 50}/ds.rrd" for i in range(20_000)]
+    step = 300 / len(files)  # one file rewritten every 15 ms: 20k files per 300 s
+    worst = 0.0
+    next_try = c.t
+    for n in range(int(3600 / step)):
+        c.t += step
+        p.add(files[n % len(files)])
+        if c.t >= next_try:  # every 15 s the destination is tried, and fails
+            batch = p.take_due(5000)
+            c.t += 0.05
+            p.requeue(batch)
+            next_try = c.t + 15
+        if n % 97 == 0:
+            worst = max(worst, p.records() / max(1, len(p)))
+    assert len(p) == 20_000
+    assert p.records() <= 2 * len(p) + 64
+    assert worst <= 2 + 64 / 20_000 + 1e-9
+
+
+def test_requeue_keeps_the_older_first_change_and_sends_it_sooner():
+    p, c = make(settle=0.5, max_delay=2.0)
+    p.add("a.rrd")
+    c.t += 0.5
+    batch = p.take_due(10)
+    c.t += 1.5
+    p.add("a.rrd")  # changed again while the failed batch was in flight
+    assert p.next_due_in() == 0.5  # as a fresh change: settle
+    p.requeue(batch)
+    assert p.oldest_age() == 2.0
+    assert p.next_due_in() == 0.0  # its first change is max_delay old: due now
+    assert list(p.take_due(10)) == ["a.rrd"]

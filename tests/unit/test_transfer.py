@@ -1,32 +1,38 @@
-"""rsync command lines and output parsing (no rsync run here; integration tests run it)."""
+"""rsync command lines and exit classes (no rsync run here; integration tests run it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rrdsync.config import load
-from rrdsync.transfer import Result, Rsync, unescape
+from rrdsync.transfer import Result, Rsync, compress_args
 
 
 def make_rsync(tmp_path: Path, **env) -> Rsync:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
-    cfg = load({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": str(tmp_path / "dst"), **env})
-    return Rsync(cfg, None, tick=lambda: None, abort=lambda: False)
+    cfg = load({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": str(tmp_path / "dst"),
+                "RRDSYNC_STATE_DIR": str(tmp_path / "state"), **env})
+    return Rsync(cfg, cfg.dests[0], None, tmp_path / "work")
 
 
 def test_never_secluded_inplace_or_partial(tmp_path):
     r = make_rsync(tmp_path)
     argv = r.base_argv() + r.filter_args()
     for bad in ("-s", "--secluded-args", "--protect-args", "--inplace", "--partial",
-                "--append"):
+                "--append", "--perms", "-p", "--copy-links", "-L"):
         assert bad not in argv
 
 
-def test_filters_exclude_wins(tmp_path):
+def test_directory_times_are_never_set(tmp_path):
+    """A destination root owned by root with fsGroup (2775) refuses times on "."."""
+    assert "--omit-dir-times" in make_rsync(tmp_path).base_argv()
+
+
+def test_filters_exclude_wins_and_lost_found_is_never_entered(tmp_path):
     r = make_rsync(tmp_path, RRDSYNC_INCLUDE="*.rrd", RRDSYNC_EXCLUDE="tmp*")
-    assert r.filter_args() == ["--include=*/", "--exclude=tmp*", "--include=*.rrd",
-                               "--exclude=*"]
+    assert r.filter_args() == ["--exclude=/lost+found", "--include=*/", "--exclude=tmp*",
+                               "--include=*.rrd", "--exclude=*"]
 
 
 def test_bwlimit_and_timeout(tmp_path):
@@ -34,27 +40,18 @@ def test_bwlimit_and_timeout(tmp_path):
     assert "--bwlimit=100" in argv and "--timeout=90" in argv
 
 
-def test_unescape():
-    assert unescape(b"a\\#012b") == b"a\nb"
-    assert unescape(b"caf\\#303\\#251") == "café".encode()
+def test_compression_choices():
+    class Cfg:
+        compress = "auto"
+        compress_level = None
 
-
-def test_parse_itemized_lines():
-    res = Result(exit_code=0, duration=0)
-    Rsync._parse(b"rrdsync:<f.st......:1234:snmp/1/a.rrd", res, None)
-    Rsync._parse(b"rrdsync:cd+++++++++:0:snmp/1/", res, None)
-    Rsync._parse(b"rrdsync:*deleting:0:snmp/1/old.rrd", res, None)
-    Rsync._parse(b"rrdsync:<f+++++++++:10:odd:name\\#012.rrd", res, None)
-    assert res.sent == ["snmp/1/a.rrd", "odd:name\n.rrd"]
-    assert res.deleted == ["snmp/1/old.rrd"] and res.nbytes == 1244
-
-
-def test_progress_lines():
-    seen = []
-    res = Result(exit_code=0, duration=0)
-    Rsync._parse(b"  1,234  45%  1.00MB/s  0:00:01 (xfr#12, to-chk=88/100)", res,
-                 lambda *a: seen.append(a))
-    assert seen == [(12, 12, 100)]
+    c = Cfg()
+    assert compress_args(c) == ["--compress"]  # type: ignore[arg-type]
+    c.compress = "none"
+    assert compress_args(c) == []  # type: ignore[arg-type]
+    c.compress, c.compress_level = "zstd", 1
+    assert compress_args(c) == ["--compress", "--compress-choice=zstd",  # type: ignore[arg-type]
+                                "--compress-level=1"]
 
 
 def test_exit_code_classes():
@@ -62,17 +59,20 @@ def test_exit_code_classes():
     assert Result(23, 0).result == "partial"
     for code in (1, 5, 10, 11, 12, 30, 255):
         r = Result(code, 0, stderr="boom\n")
-        assert r.result == "failed" and f"rsync exit {code}" in r.error and "boom" in r.error
+        assert r.result == "failed" and f"rsync exit {code}" in (r.error or "")
+        assert "boom" in (r.error or "") and not r.completed
+    assert Result(0, 0, interrupted=True).result == "failed"
 
 
-def test_sent_is_confirmed_only_by_a_clean_run_or_sender_side_errors():
-    """rsync lists a file on the sending side before the receiver commits it."""
-    assert Result(0, 0).sent_confirmed and Result(24, 0).sent_confirmed
-    assert not Result(0, 0, interrupted=True).sent_confirmed
-    assert not Result(12, 0).sent_confirmed and not Result(255, 0).sent_confirmed
-    receiver = Result(23, 0, stderr='rsync: [receiver] mkstemp "x" failed: Read-only\n')
-    assert not receiver.sent_confirmed
-    sender = Result(23, 0, stderr='rsync: [sender] send_files failed to open "x": Permission '
-                                  'denied (13)\n')
-    assert sender.sent_confirmed
-    assert not Result(23, 0, stderr=sender.stderr, stderr_cut=True).sent_confirmed
+def test_completed_runs_are_the_ones_that_confirm():
+    """rsync lists a file on the sending side before the receiver commits it: only a run
+    that went through (0, 23, 24) confirms what its errors do not name."""
+    assert Result(0, 0).completed and Result(24, 0).completed and Result(23, 0).completed
+    assert not Result(0, 0, interrupted=True).completed
+    assert not Result(12, 0).completed and not Result(255, 0).completed
+
+
+def test_refusal_by_rrsync_is_recognised():
+    msg = "/usr/bin/rrsync error: invalid rsync-command syntax or options\n"
+    assert Result(1, 0, stderr=msg).refused and Result(12, 0, stderr=msg).refused
+    assert not Result(12, 0, stderr="connection closed\n").refused

@@ -1,0 +1,287 @@
+"""Full passes: the source tree walked once, in chunks every destination sends at its pace.
+
+A full reconciliation is the backstop for what events can miss (an overflowed inotify
+queue, a stopped worker, a watch limit). Running it as one recursive rsync per
+destination would scan the source once per destination and hold back every event batch
+for as long as it runs (minutes on a 500k-file tree). Instead one walker thread lists the
+tree into chunks of relative paths (NUL-separated, ready for ``--files-from``); each
+destination sends the next chunk between its event batches, with rsync's quick check
+deciding what actually moves.
+
+The walk never follows a symlink, never enters ``lost+found`` at the source root (a
+volume root's, usually root-only), and reports a directory it cannot read instead of
+failing the pass: one unreadable corner must not stop the reconciliation of the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from . import log
+
+LOG = log.get("scan")
+LOST_FOUND = "lost+found"
+CHUNK_FILES = 2000  # paths per chunk: one rsync run's quick check, ~0.1 s when unchanged
+
+
+def walk(root: str, included: Callable[[str], bool],
+         unreadable: Callable[[str, OSError], None] | None = None,
+         ) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Included regular files under ``root`` as (relative path, entry), depth first in
+    name order (rsync works best on sorted lists). Symlinks are never followed."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        path = os.path.join(root, rel_dir) if rel_dir else root
+        try:
+            it = os.scandir(path)
+        except OSError as e:
+            if not rel_dir:
+                raise  # the root itself: the caller decides
+            if unreadable is not None:
+                unreadable(rel_dir, e)
+            continue
+        dirs: list[str] = []
+        files: list[tuple[str, os.DirEntry[str]]] = []
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if rel_dir or entry.name != LOST_FOUND:
+                            dirs.append(entry.name)
+                    elif entry.is_file(follow_symlinks=False) and included(entry.name):
+                        files.append((entry.name, entry))
+                except OSError:
+                    continue  # vanished while listed
+        prefix = rel_dir + "/" if rel_dir else ""
+        for name, entry in sorted(files, key=lambda f: f[0]):
+            yield prefix + name, entry
+        stack.extend(prefix + d for d in sorted(dirs, reverse=True))
+
+
+def changed_since(entry: os.DirEntry[str], since: float) -> bool:
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_mtime >= since
+
+
+@dataclass
+class Pass:
+    """One walk of the tree. ``chunks[i]`` is None once every destination has sent it."""
+
+    id: int
+    reason: str
+    started: float
+    chunks: list[bytes | None] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    done: bool = False
+    error: str | None = None  # the walk could not run (root missing): the pass failed
+    unreadable: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass
+class Cursor:
+    pass_id: int = 0
+    index: int = 0
+    finished: bool = True  # finished (or never started) its pass
+
+
+class Passes:
+    """The walker and the passes it produced, shared by every destination.
+
+    Destinations call :meth:`next_chunk` / :meth:`advance` from their own threads; the
+    walker runs in :meth:`run` on its own thread. A destination finishes the pass it is
+    in before it moves to the newest one (intermediate passes are skipped: the newest
+    covers them), so even with passes requested faster than a slow destination sends,
+    every destination completes passes.
+    """
+
+    def __init__(self, root: str, included: Callable[[str], bool], consumers: list[str],
+                 wake: Callable[[], None], chunk_files: int = CHUNK_FILES,
+                 started: Callable[[str], None] = lambda reason: None) -> None:
+        self.root = root
+        self.included = included
+        self.chunk_files = chunk_files
+        self.wake = wake
+        self.started = started  # told the reason of each walk (for the rescan metric)
+        self._lock = threading.Condition()
+        self._passes: dict[int, Pass] = {}
+        self._cursors = {c: Cursor() for c in consumers}
+        self._requested: str | None = None
+        self._next_id = 1
+        self._recent: tuple[float, Callable[[list[str]], None]] | None = None
+        self.walking: Pass | None = None
+
+    # -- requests ----------------------------------------------------------------------
+
+    def request(self, reason: str, *, recent_since: float | None = None,
+                on_recent: Callable[[list[str]], None] | None = None) -> None:
+        """Ask for a pass. Requests made while one is being walked start one more walk
+        after it (that walk may have passed the places where events were lost)."""
+        with self._lock:
+            if self._requested is None:
+                self._requested = reason
+            if recent_since is not None and on_recent is not None:
+                self._recent = (recent_since, on_recent)
+            self._lock.notify_all()
+
+    def pending_request(self) -> str | None:
+        with self._lock:
+            return self._requested
+
+    # -- the walker --------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """The walker thread: one walk per request, until ``stop``."""
+        while not stop.is_set():
+            with self._lock:
+                if self._requested is None:
+                    self._lock.wait(0.5)
+                    continue
+                reason, self._requested = self._requested, None
+                recent, self._recent = self._recent, None
+                p = Pass(self._next_id, reason, time.monotonic())
+                self._next_id += 1
+                self._passes[p.id] = p
+                self.walking = p
+            LOG.info("reconcile_started", reason=reason, pass_id=p.id)
+            self.started(reason)
+            self._walk(p, recent, stop)
+            with self._lock:
+                p.done = True
+                self.walking = None
+                self._release()
+            self.wake()
+
+    def _walk(self, p: Pass, recent: tuple[float, Callable[[list[str]], None]] | None,
+              stop: threading.Event) -> None:
+        buf: list[str] = []
+        found: list[str] = []
+
+        def unreadable(rel: str, e: OSError) -> None:
+            p.unreadable += 1
+            LOG.warning("directory_unreadable", "cannot list a source directory; its files "
+                        "are not reconciled until it is readable", path=rel, error=str(e))
+
+        def flush() -> None:
+            data = b"".join(os.fsencode(r) + b"\0" for r in buf)
+            with self._lock:
+                p.chunks.append(data)
+                p.counts.append(len(buf))
+            buf.clear()
+            self.wake()
+
+        try:
+            for rel, entry in walk(self.root, self.included, unreadable):
+                if stop.is_set():
+                    p.error = "stopped"
+                    break
+                buf.append(rel)
+                if recent is not None and changed_since(entry, recent[0]):
+                    found.append(rel)
+                if len(buf) >= self.chunk_files:
+                    flush()
+        except OSError as e:
+            p.error = f"cannot list the source root: {e}"
+        if buf:
+            flush()
+        if recent is not None and found:
+            recent[1](found)
+        LOG.info("source_walked", reason=p.reason, files=p.total, chunks=len(p.chunks),
+                 unreadable_dirs=p.unreadable, recent=len(found) if recent else None,
+                 duration_s=time.monotonic() - p.started, error=p.error)
+
+    # -- consumers ---------------------------------------------------------------------
+
+    def next_chunk(self, consumer: str) -> tuple[Pass, int, bytes] | None:
+        """The chunk this destination should send next, or None (nothing to send yet)."""
+        with self._lock:
+            cur = self._cursors[consumer]
+            if cur.finished:
+                newest = max(self._passes) if self._passes else None
+                if newest is None or newest == cur.pass_id:
+                    return None
+                cur.pass_id, cur.index, cur.finished = newest, 0, False
+            p = self._passes[cur.pass_id]
+            if cur.index < len(p.chunks):
+                data = p.chunks[cur.index]
+                assert data is not None, "released while a destination still needed it"
+                return p, cur.index, data
+            return None
+
+    def advance(self, consumer: str) -> None:
+        """The chunk from :meth:`next_chunk` is done (sent, or its failures recorded)."""
+        with self._lock:
+            self._cursors[consumer].index += 1
+            self._release()
+
+    def finished(self, consumer: str) -> Pass | None:
+        """The pass this destination has just completed (every chunk sent, walk done), once."""
+        with self._lock:
+            cur = self._cursors[consumer]
+            if cur.finished or cur.pass_id not in self._passes:
+                return None
+            p = self._passes[cur.pass_id]
+            if not p.done or cur.index < len(p.chunks):
+                return None
+            cur.finished = True
+            self._release()
+            return p
+
+    def complete(self, consumer: str) -> bool:
+        """Whether this destination has sent every chunk of a pass whose walk is done."""
+        with self._lock:
+            cur = self._cursors[consumer]
+            p = self._passes.get(cur.pass_id)
+            return (not cur.finished and p is not None and p.done
+                    and cur.index >= len(p.chunks))
+
+    def in_pass(self, consumer: str) -> Pass | None:
+        with self._lock:
+            cur = self._cursors[consumer]
+            return None if cur.finished else self._passes.get(cur.pass_id)
+
+    def progress(self, consumer: str) -> tuple[int, int | None]:
+        """(files checked by this destination in its pass, total if the walk is done)."""
+        with self._lock:
+            cur = self._cursors[consumer]
+            p = self._passes.get(cur.pass_id)
+            if p is None:
+                return 0, None
+            checked = sum(p.counts[:cur.index])
+            return checked, (p.total if p.done else None)
+
+    def _release(self) -> None:
+        """Free chunks no destination will read again, and passes nobody is in. A
+        destination still in an older pass will start the newest one from its first chunk
+        (or one that has finished nothing yet), so the newest pass is kept whole for it."""
+        newest = max(self._passes, default=None)
+        for pid, p in list(self._passes.items()):
+            inside = [c.index for c in self._cursors.values()
+                      if c.pass_id == pid and not c.finished]
+            if pid != newest:
+                if not inside:
+                    del self._passes[pid]
+                    continue
+                low = min(inside)
+            else:
+                if any(c.pass_id < pid for c in self._cursors.values()):
+                    continue
+                low = min(inside, default=len(p.chunks))
+            for i in range(low):
+                p.chunks[i] = None
+
+    def newest(self) -> Pass | None:
+        with self._lock:
+            return self._passes[max(self._passes)] if self._passes else None
