@@ -253,6 +253,8 @@ class Config:
                 text = f"{value[0]}:{value[1]}"
             elif isinstance(value, bool):
                 text = "true" if value else "false"
+            elif isinstance(value, Destination):
+                text = value.raw
             elif value is None:
                 text = ""
             else:

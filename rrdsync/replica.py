@@ -192,7 +192,7 @@ class Replica:
             self.beat.mark(f"flushing rrdcached for {len(batch)} files")
             try:
                 rrdcached.flush(self.cfg.rrdcached, self.cfg.rrdcached_path_root, list(batch),
-                                timeout=RRDCACHED_TIMEOUT)
+                                timeout=RRDCACHED_TIMEOUT, beat=self.beat, stop=self.stop)
             except OSError as e:
                 LOG.warning("rrdcached_flush_failed", error=str(e), files=len(batch),
                             destination=self.dest.label)

@@ -26,7 +26,11 @@ from . import log
 
 LOG = log.get("scan")
 LOST_FOUND = "lost+found"
-CHUNK_FILES = 2000  # paths per chunk: one rsync run's quick check, ~0.1 s when unchanged
+# A chunk ends at whichever comes first. Event batches wait for at most one chunk's run:
+# unchanged files cost a quick check each (2000 in ~0.1 s); files that must move cost their
+# bytes (8 MiB: ~3 s on a 20 Mbit/s WAN, before compression).
+CHUNK_FILES = 2000
+CHUNK_BYTES = 8 << 20
 
 
 def walk(root: str, included: Callable[[str], bool],
@@ -64,12 +68,12 @@ def walk(root: str, included: Callable[[str], bool],
         stack.extend(prefix + d for d in sorted(dirs, reverse=True))
 
 
-def changed_since(entry: os.DirEntry[str], since: float) -> bool:
+def lstat(entry: os.DirEntry[str]) -> os.stat_result | None:
     try:
         st = entry.stat(follow_symlinks=False)
     except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_mtime >= since
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 @dataclass
@@ -109,10 +113,12 @@ class Passes:
 
     def __init__(self, root: str, included: Callable[[str], bool], consumers: list[str],
                  wake: Callable[[], None], chunk_files: int = CHUNK_FILES,
+                 chunk_bytes: int = CHUNK_BYTES,
                  started: Callable[[str], None] = lambda reason: None) -> None:
         self.root = root
         self.included = included
         self.chunk_files = chunk_files
+        self.chunk_bytes = chunk_bytes
         self.wake = wake
         self.started = started  # told the reason of each walk (for the rescan metric)
         self._lock = threading.Condition()
@@ -167,6 +173,7 @@ class Passes:
     def _walk(self, p: Pass, recent: tuple[float, Callable[[list[str]], None]] | None,
               stop: threading.Event) -> None:
         buf: list[str] = []
+        size = 0
         found: list[str] = []
 
         def unreadable(rel: str, e: OSError) -> None:
@@ -175,6 +182,8 @@ class Passes:
                         "are not reconciled until it is readable", path=rel, error=str(e))
 
         def flush() -> None:
+            nonlocal size
+            size = 0
             data = b"".join(os.fsencode(r) + b"\0" for r in buf)
             with self._lock:
                 p.chunks.append(data)
@@ -187,15 +196,20 @@ class Passes:
                 if stop.is_set():
                     p.error = "stopped"
                     break
+                st = lstat(entry)
+                if st is None:
+                    continue  # vanished, or no longer a regular file
                 buf.append(rel)
-                if recent is not None and changed_since(entry, recent[0]):
+                size += st.st_size
+                if recent is not None and st.st_mtime >= recent[0]:
                     found.append(rel)
-                if len(buf) >= self.chunk_files:
+                if len(buf) >= self.chunk_files or size >= self.chunk_bytes:
                     flush()
         except OSError as e:
             p.error = f"cannot list the source root: {e}"
-        if buf:
-            flush()
+        if buf or not p.chunks:
+            flush()  # an empty tree still gets one (empty) chunk: the pass reaches the
+            # destination, so "reconciled" never means "never connected"
         if recent is not None and found:
             recent[1](found)
         LOG.info("source_walked", reason=p.reason, files=p.total, chunks=len(p.chunks),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from watchdog.events import (
@@ -35,10 +35,11 @@ from watchdog.events import (
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from . import log
 from .config import Config
+from .scan import LOST_FOUND
 
 LOG = log.get("watch")
 
@@ -192,10 +193,30 @@ class Watcher:
                 self._fallback(e)
             else:
                 if self.limit_error is None:
+                    self._started()
                     return
                 self.stop()
                 self._fallback(self.limit_error)
-        self._start(PollingObserver(timeout=self.cfg.poll_interval))
+        self._start(self._poll_observer())
+        self._started()
+
+    def _started(self) -> None:
+        LOG.info("watch_started", mode=self.mode, path=str(self.cfg.source_dir))
+
+    def _poll_observer(self) -> BaseObserver:
+        """Polling that never follows a symlink (``lstat``: a link to a directory is not a
+        directory) and never enters ``lost+found`` at the root. watchdog's default
+        ``PollingObserver`` stats with ``os.stat`` and walks into linked directories:
+        ``ext -> /etc`` replicated /etc, and ``loop -> ..`` nested for ever."""
+        root = os.fspath(self.cfg.source_dir)
+
+        def listdir(path: str | None) -> Iterator[os.DirEntry[str]]:
+            with os.scandir(path) as it:
+                entries = [e for e in it if path != root or e.name != LOST_FOUND]
+            return iter(entries)
+
+        return PollingObserverVFS(stat=os.lstat, listdir=listdir,
+                                  polling_interval=self.cfg.poll_interval)
 
     def _inotify_observer(self) -> BaseObserver:
         hooks = _Hooks(self.on_overflow, self._limit_hit, self.handler.file_event)
@@ -219,7 +240,6 @@ class Watcher:
             raise
         with self._lock:
             self.observer = observer
-        LOG.info("watch_started", mode=self.mode, path=str(self.cfg.source_dir))
 
     def _fallback(self, e: OSError) -> None:
         what = "watch limit" if e.errno == errno.ENOSPC else "inotify instance limit"
@@ -255,7 +275,8 @@ class Watcher:
         self.stop()
         self.limit_error = None
         self.mode = "poll"
-        self._start(PollingObserver(timeout=self.cfg.poll_interval))
+        self._start(self._poll_observer())
+        self._started()
 
     def stop(self) -> None:
         with self._lock:

@@ -61,19 +61,19 @@ def test_deletes_are_off_by_default(sshd, source, worker_env, start_worker):
     assert w.stop() == 0
 
 
-def test_delete_mirrors_events_and_full_pass(sshd, source, worker_env, start_worker):
+def test_delete_mirrors_events_and_full_pass(deleting_sshd, source, worker_env, start_worker):
     """With RRDSYNC_DELETE=true deletions are mirrored: from events while running (a file, a
     whole resource directory, a rename), and by the full pass for files deleted while the
     worker was stopped."""
     make_tree(source, nodes=2, resources=2, files=1)
-    env = sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
+    env = deleting_sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
     w = start_worker(env)
-    _started(w, source, sshd.dest)
+    _started(w, source, deleting_sshd.dest)
 
     (source / "snmp/1/if0/ds0.rrd").unlink()
     shutil.rmtree(source / "snmp/2/if1")
     (source / "snmp/1/if1/ds0.rrd").rename(source / "snmp/1/if1/renamed.rrd")
-    wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
+    wait_for(lambda: set(included_files(deleting_sshd.dest)) == set(included_files(source)),
              timeout=10, what="deletions mirrored from events")
     assert w.stop() == 0
 
@@ -81,47 +81,47 @@ def test_delete_mirrors_events_and_full_pass(sshd, source, worker_env, start_wor
     mark = 0  # the restarted worker has a log of its own
     w2 = start_worker(env)
     w2.wait_event("reconcile_finished", since=mark, pred=lambda e: e.get("ok"))
-    wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
+    wait_for(lambda: set(included_files(deleting_sshd.dest)) == set(included_files(source)),
              timeout=10, what="deletion mirrored by the startup reconciliation")
-    wait_identical(source, sshd.dest)
+    wait_identical(source, deleting_sshd.dest)
     assert not w2.events("delete_refused", since=mark)
     assert w2.stop() == 0
 
 
-def test_delete_mirrors_a_directory_moved_out_of_the_tree(sshd, source, worker_env,
+def test_delete_mirrors_a_directory_moved_out_of_the_tree(deleting_sshd, source, worker_env,
                                                          start_worker, world_dir):
     """With RRDSYNC_DELETE=true a resource directory moved out of the tree (archived with
     `mv`: inotify reports the directory alone, no file deletions) disappears at the
     destination too, long before the hourly rescan, while a moved-in one arrives."""
     make_tree(source, nodes=2, resources=2, files=1)
-    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_DELETE="true"))
-    _started(w, source, sshd.dest)
+    w = start_worker(deleting_sshd.worker_env(worker_env, RRDSYNC_DELETE="true"))
+    _started(w, source, deleting_sshd.dest)
 
     (source / "snmp/2").rename(world_dir / "archived")
-    wait_for(lambda: set(included_files(sshd.dest)) == set(included_files(source)),
+    wait_for(lambda: set(included_files(deleting_sshd.dest)) == set(included_files(source)),
              timeout=15, what="the moved-out directory's files deleted at the destination")
     (world_dir / "archived").rename(source / "snmp/3")
-    wait_identical(source, sshd.dest, timeout=10)
+    wait_identical(source, deleting_sshd.dest, timeout=10)
     assert not w.events("delete_refused")
     assert w.stop() == 0
 
 
-def test_guard_refuses_empty_source_root(sshd, source, worker_env, start_worker):
+def test_guard_refuses_empty_source_root(deleting_sshd, source, worker_env, start_worker):
     """The source root emptied (what an unmounted volume looks like): the worker logs
     delete_refused and deletes nothing, neither from the deletion events nor at the next
     start's full pass, though RRDSYNC_DELETE=true."""
     make_tree(source, nodes=2, resources=1, files=1)
-    env = sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
+    env = deleting_sshd.worker_env(worker_env, RRDSYNC_DELETE="true")
     w = start_worker(env)
-    _started(w, source, sshd.dest)
-    archive = set(included_files(sshd.dest))
+    _started(w, source, deleting_sshd.dest)
+    archive = set(included_files(deleting_sshd.dest))
 
     for child in source.iterdir():
         shutil.rmtree(child)
     refused = w.wait_event("delete_refused", timeout=10)
     assert "empty" in refused["error"]
     time.sleep(0.5)
-    assert set(included_files(sshd.dest)) == archive
+    assert set(included_files(deleting_sshd.dest)) == archive
     assert w.stop() == 0
 
     mark = 0  # the restarted worker has a log of its own
@@ -129,19 +129,20 @@ def test_guard_refuses_empty_source_root(sshd, source, worker_env, start_worker)
     refused = w2.wait_event("delete_refused", since=mark, timeout=15)
     assert "empty" in refused["error"]
     w2.wait_event("reconcile_finished", since=mark)
-    assert set(included_files(sshd.dest)) == archive
+    assert set(included_files(deleting_sshd.dest)) == archive
     assert w2.stop() == 0
 
 
-def test_guard_refuses_missing_source_root(sshd, source, worker_env, start_worker, world_dir):
+def test_guard_refuses_missing_source_root(deleting_sshd, source, worker_env, start_worker,
+                                           world_dir):
     """The source root removed while running (RRDSYNC_DELETE=true): the deletion events and
     the full passes are refused with delete_refused, the archive stays whole, and the worker
     stays up: when the root is back, changes flow again."""
     make_tree(source, nodes=2, resources=1, files=1)
-    w = start_worker(sshd.worker_env(worker_env, RRDSYNC_DELETE="true",
+    w = start_worker(deleting_sshd.worker_env(worker_env, RRDSYNC_DELETE="true",
                           RRDSYNC_RESCAN_INTERVAL="1s", RRDSYNC_POLL_INTERVAL="500ms"))
-    _started(w, source, sshd.dest)
-    archive = set(included_files(sshd.dest))
+    _started(w, source, deleting_sshd.dest)
+    archive = set(included_files(deleting_sshd.dest))
     saved = world_dir / "saved"
     shutil.copytree(source, saved)
 
@@ -152,12 +153,12 @@ def test_guard_refuses_missing_source_root(sshd, source, worker_env, start_worke
     w.wait_event("delete_refused", since=mark, timeout=10,
                 pred=lambda e: "missing" in e["error"])
     time.sleep(1.5)
-    assert set(included_files(sshd.dest)) == archive
+    assert set(included_files(deleting_sshd.dest)) == archive
 
     shutil.copytree(saved, source)  # the volume is back
     rrd_update(source / "snmp/1/if0/ds0.rrd")
-    wait_identical(source, sshd.dest, timeout=20)
-    assert set(included_files(sshd.dest)) == archive
+    wait_identical(source, deleting_sshd.dest, timeout=20)
+    assert set(included_files(deleting_sshd.dest)) == archive
     assert w.stop() == 0
 
 

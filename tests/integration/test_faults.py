@@ -22,6 +22,7 @@ import pytest
 from tests.fixtures.rrd import (
     RrdsyncProcess,
     differences,
+    journal_file,
     make_tree,
     rrd_update,
     wait_for,
@@ -225,15 +226,17 @@ def test_network_cut_mid_transfer(sshd, source, worker_env, start_worker):
 
 def test_network_cut_during_initial_reconciliation(sshd, source, worker_env, start_worker):
     """Guarantee 2: the first full pass (a new destination) is cut by the destination going
-    away; the worker retries the reconciliation until the whole tree is there."""
+    away; the chunk in flight is retried (with backoff) until the destination is back, the
+    pass then completes, and the whole tree is there."""
     _write_big(source, 8, 64 * 1024)  # 512 KiB at 256 KiB/s: about 2 s
     make_tree(source, nodes=1, resources=2, files=1)
     w = start_worker(sshd.worker_env(worker_env, RRDSYNC_BWLIMIT="256", RRDSYNC_COMPRESS="false"))
     w.wait_event("reconcile_started")
     wait_for(lambda: any(sshd.dest.rglob("*.rrd")), timeout=10, what="the first files")
     sshd.stop()
-    w.wait_event("reconcile_finished", pred=lambda e: not e.get("ok"), timeout=20)
+    w.wait_event("send_failed", pred=lambda e: e.get("kind") == "full", timeout=20)
     assert differences(source, sshd.dest)
+    assert not w.events("reconcile_finished")
     sshd.start()
     w.wait_event("reconcile_finished", pred=lambda e: e.get("ok"), timeout=30)
     _identical(w, source, sshd.dest, timeout=10)
@@ -342,7 +345,7 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     _assert_never_torn(sshd.dest, {rel: {(source / rel).read_bytes()} for rel in rels})
     assert differences(source, sshd.dest), "a 16 s transfer cannot have finished"
 
-    journal = (Path(env["RRDSYNC_STATE_DIR"]) / "pending").read_bytes().split(b"\0")
+    journal = journal_file(Path(env["RRDSYNC_STATE_DIR"])).read_bytes().split(b"\0")
     unsent = {os.fsencode(rel) for rel in differences(source, sshd.dest)}
     assert unsent <= set(journal), "what was in flight must be in the journal"
 

@@ -26,8 +26,9 @@ def rrdcached(world_dir: Path) -> Iterator[str]:
     sock = d / "sock"
     logfile = d / "log"
     with open(logfile, "wb") as out:
-        proc = subprocess.Popen(["rrdcached", "-g", "-l", f"unix:{sock}", "-w", "3600",
-                                 "-f", "7200", "-p", str(d / "pid")],
+        # -m 0666: the writer and the sidecar (another UID) share the socket
+        proc = subprocess.Popen(["rrdcached", "-g", "-m", "0666", "-l", f"unix:{sock}",
+                                 "-w", "3600", "-f", "7200", "-p", str(d / "pid")],
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: sock.exists() or proc.poll() is not None, timeout=10,

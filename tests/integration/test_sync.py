@@ -13,6 +13,7 @@ from tests.fixtures.rrd import (
     wait_for,
     wait_identical,
 )
+from tests.fixtures.sshd import give_to_worker
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -104,6 +105,7 @@ def test_local_destination(source, worker_env, start_worker, world_dir):
     """RRDSYNC_DEST=/abs/path (a local disk or NFS mount) works the same way."""
     dest = world_dir / "local-dest"
     dest.mkdir()
+    give_to_worker(dest)  # a mount the worker's user may write to
     files = make_tree(source, nodes=2, resources=1, files=2)
     w = start_worker({**worker_env, "RRDSYNC_DEST": str(dest)})
     wait_identical(source, dest, 30)
@@ -112,15 +114,17 @@ def test_local_destination(source, worker_env, start_worker, world_dir):
     assert w.stop() == 0
 
 
-def test_rrsync_restricted_receiver(rrsync_sshd, source, worker_env, start_worker):
-    """Guarantee 5: the command line is one rrsync -wo accepts (no -s, paths via --files-from)."""
+def test_permissive_receiver_and_root_worker(permissive_sshd, source, worker_env,
+                                            start_worker):
+    """The convenient case still works: plain rsync over ssh, the worker as root (the
+    default tests use rrsync -wo -no-del and UID 10001, as deployed)."""
     files = make_tree(source, nodes=2, resources=2, files=1)
-    w = start_worker({**worker_env, **rrsync_sshd.env()})
-    wait_identical(source, rrsync_sshd.dest, 30)
+    w = start_worker({**worker_env, **permissive_sshd.env()}, as_root=True)
+    wait_identical(source, permissive_sshd.dest, 30)
     rrd_update(files[0])
     (source / "snmp" / "7" / "new").mkdir(parents=True)
     (source / "snmp" / "7" / "new" / "x.rrd").write_bytes(files[0].read_bytes())
-    wait_identical(source, rrsync_sshd.dest, 15)
+    wait_identical(source, permissive_sshd.dest, 15)
     assert "exit 1:" not in w.output()
     assert w.stop() == 0
 

@@ -22,6 +22,7 @@ from tests.fixtures.rrd import (
     rrd_update,
     wait_identical,
 )
+from tests.fixtures.sshd import WORKER_UID
 
 pytestmark = pytest.mark.slow
 
@@ -211,13 +212,13 @@ def test_watch_limit_falls_back_to_polling(sshd, source, worker_env, start_worke
     saved = (INOTIFY / "max_user_watches").read_text().strip()
     # room for 2 of the 32 directories (other processes of this UID count too: leave margin
     # for watches they might drop meanwhile)
-    inotify_sysctl("max_user_watches", _watches_of_uid(os.getuid()) + 2)
+    inotify_sysctl("max_user_watches", _watches_of_uid(WORKER_UID) + 2)
     w = start_worker(sshd.worker_env(worker_env, RRDSYNC_POLL_INTERVAL="1s"))
     limit = w.wait_event("watch_limit", timeout=15)
     _restore("max_user_watches", saved)  # as soon as possible: the limit is host-wide
     assert limit["sysctl"] == "fs.inotify.max_user_watches"
     assert "fs.inotify.max_user_watches" in limit["message"]
-    assert w.wait_event("started")["watch"] == "poll"
+    assert w.wait_event("watch_started")["mode"] == "poll"
     _started(w, source, sshd.dest)
 
     for f in files:  # one update in every resource directory
@@ -235,10 +236,10 @@ def test_watch_limit_reached_later_switches_to_polling(sshd, source, worker_env,
     make_tree(source, nodes=1, resources=1, files=1)
     w = start_worker(sshd.worker_env(worker_env, RRDSYNC_POLL_INTERVAL="1s"))
     _started(w, source, sshd.dest)
-    assert w.events("started")[0]["watch"] == "inotify"
+    assert w.events("watch_started")[0]["mode"] == "inotify"
 
     saved = (INOTIFY / "max_user_watches").read_text().strip()
-    inotify_sysctl("max_user_watches", _watches_of_uid(os.getuid()) + 2)
+    inotify_sysctl("max_user_watches", _watches_of_uid(WORKER_UID) + 2)
     try:
         files = make_tree(source / "snmp" / "fs" / "New", nodes=3, resources=3, files=1)
         failed = w.wait_event("watch_failed", timeout=10)
