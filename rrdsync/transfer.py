@@ -59,7 +59,9 @@ MEANING = {
     35: "timeout waiting for daemon connection",
     255: "ssh failed (destination unreachable, or authentication / host key refused)",
 }
-REFUSED = "invalid rsync-command syntax or options"  # rrsync's word for a refused option
+# rrsync's words for an option it refuses: a malformed or unknown one, and one its flags
+# (-no-del, -ro, -wo) disabled
+REFUSED = ("invalid rsync-command syntax or options", "has been disabled on this server")
 _PROGRESS = re.compile(rb"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
 
@@ -102,7 +104,7 @@ class Result:
     @property
     def refused(self) -> bool:
         """An rrsync receiver refused an option (e.g. a delete option under -no-del)."""
-        return self.exit_code in (1, 12) and REFUSED in self.stderr
+        return self.exit_code in (1, 12) and any(r in self.stderr for r in REFUSED)
 
     def path_errors(self) -> tuple[list[PathError], list[str]]:
         return rsync_output.parse_errors(self.stderr)
