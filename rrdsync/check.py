@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config
+from .config import SidecarConfig as Config  # transitional: the engine moves to cfg.dests
 from .ssh import SshError, SshMaster, classify_ssh_error
 from .transfer import SENT_PREFIX, Rsync
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import guard, log, rrdcached
 from .batch import Entry, PendingSet
-from .config import Config
+from .config import SidecarConfig as Config  # transitional: the engine moves to cfg.dests
 from .journal import Journal
 from .ssh import SshError, SshMaster, classify_ssh_error
 from .status.publish import Publisher

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import log
-from .config import Config
+from .config import SidecarConfig as Config  # transitional: the engine moves to cfg.dests
 from .ssh import SshMaster, spawn
 
 LOG = log.get("transfer")
@@ -138,8 +138,12 @@ class Rsync:
         if cfg.dest.is_remote:
             assert self.ssh is not None
             argv += ["--rsh", self.ssh.rsh()]
-            if cfg.compress:
+            if cfg.compress != "none":
                 argv.append("--compress")
+            if cfg.compress not in ("auto", "none"):
+                argv.append(f"--compress-choice={cfg.compress}")
+            if cfg.compress_level is not None:
+                argv.append(f"--compress-level={cfg.compress_level}")
         if cfg.bwlimit:
             argv.append(f"--bwlimit={cfg.bwlimit}")
         return argv

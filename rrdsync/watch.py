@@ -38,7 +38,7 @@ from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 from watchdog.observers.polling import PollingObserver
 
 from . import log
-from .config import Config
+from .config import SidecarConfig as Config  # transitional: the engine moves to cfg.dests
 
 LOG = log.get("watch")
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rrdsync.config import load
+from rrdsync.config import load_sidecar
 from rrdsync.transfer import Result, Rsync, unescape
 
 
 def make_rsync(tmp_path: Path, **env) -> Rsync:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
-    cfg = load({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": str(tmp_path / "dst"), **env})
+    cfg = load_sidecar({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": str(tmp_path / "dst"),
+                        **env}, require_paths=False)
     return Rsync(cfg, None, tick=lambda: None, abort=lambda: False)
 
 
@@ -76,3 +77,24 @@ def test_sent_is_confirmed_only_by_a_clean_run_or_sender_side_errors():
                                   'denied (13)\n')
     assert sender.sent_confirmed
     assert not Result(23, 0, stderr=sender.stderr, stderr_cut=True).sent_confirmed
+
+
+class _StubSsh:
+    def rsh(self) -> str:
+        return "ssh -F /dev/null"
+
+
+def test_compress_choice_and_level(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def argv(value: str) -> list[str]:
+        cfg = load_sidecar({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": "h:/d",
+                            "RRDSYNC_COMPRESS": value}, require_paths=False)
+        rsync = Rsync(cfg, _StubSsh(), tick=lambda: None, abort=lambda: False)  # type: ignore[arg-type]
+        return [a for a in rsync.base_argv() if a.startswith("--compress")]
+
+    assert argv("true") == ["--compress"]
+    assert argv("false") == []
+    assert argv("lz4") == ["--compress", "--compress-choice=lz4"]
+    assert argv("zstd:-5") == ["--compress", "--compress-choice=zstd", "--compress-level=-5"]
