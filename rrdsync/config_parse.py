@@ -28,7 +28,7 @@ class ConfigError(Exception):
 
 # --- durations -------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)?$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 DURATION_HELP = "a duration like 500ms, 1.5s, 5m, 1h or a bare number of seconds"
 # poll(2), and Python's selectors and subprocess timeouts on top of it, take a C int of
@@ -95,7 +95,7 @@ def parse_bool(name: str, raw: str) -> bool:
 
 def parse_int(name: str, raw: str, *, minimum: int, maximum: int) -> int:
     text = raw.strip()
-    value = int(text) if re.fullmatch(r"[0-9]+", text) else None
+    value = int(text) if re.fullmatch(r"[0-9]{1,30}", text) else None
     if value is None or not minimum <= value <= maximum:
         raise ConfigError(name, raw, f"expected a whole number from {minimum} to {maximum}")
     return value
@@ -175,7 +175,8 @@ def parse_rrdcached(name: str, raw: str) -> str:
             raise ConfigError(name, raw, accepted)
         return value
     host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port_text) \
+            or not 0 < int(port_text) < 65536:
         raise ConfigError(name, raw, accepted)
     return value
 

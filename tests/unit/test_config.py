@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rrdsync import cli, config, config_table
+from rrdsync import cli, config, config_parse, config_table
 from rrdsync.config import (
     ConfigError,
     load_receiver,
@@ -126,6 +126,10 @@ BAD = [
     ("RRDSYNC_RECEIVER_ALLOW_DELETE", "sure"), ("RRDSYNC_SETTLE", "5s"),
     ("RRDSYNC_SOURCE", "/data"),  # a misspelt name
     ("RRDSYNC_PORT", "8080"),  # RRDSYNC_PORT without tcp:// is no service link: unknown
+    # no traceback for what int() or float() would choke on
+    ("RRDSYNC_BATCH_MAX", "9" * 5000), ("RRDSYNC_RRDCACHED", "h:" + "9" * 5000),
+    ("RRDSYNC_RRDCACHED", "h:\u00b2"), ("RRDSYNC_SETTLE", "\u0663s"),
+    ("RRDSYNC_MAX_LAG", "9" * 5000), ("RRDSYNC_SOURCE_DIR", "x\ny"),
 ]
 
 
@@ -251,6 +255,11 @@ def test_service_link_ignored_with_one_warning(env, role, name, value):
         assert cfg.ssh_port == 22
     if role == "receiver":
         assert cfg.listen_port == 2222
+
+
+def test_no_setting_looks_like_a_service_link():
+    for name in config.NAMES:
+        assert not config_parse.is_service_link(name, "42")
 
 
 def test_all_service_links_at_once(env):
