@@ -177,7 +177,7 @@ def _values(role: str, env: Mapping[str, str]) -> dict[str, Any]:
     for var in rows(role):
         raw = env.get(var.name)
         if raw is None and var.required:
-            raise ConfigError(var.name, None, f"required; {var.meaning}")
+            raise ConfigError(var.name, None, var.required)
         if raw is None:
             out.update((f, DEFAULTS[f]) for f in var.fields)
             continue
@@ -195,8 +195,9 @@ def load_sidecar(environ: Mapping[str, str], *, require_paths: bool = True) -> S
     values["dests"] = resolve_ports("RRDSYNC_DEST", dest_raw, values["dests"],
                                     values["ssh_port"])
     if values["settle"] > values["max_delay"]:
-        raise ConfigError("RRDSYNC_SETTLE", env.get("RRDSYNC_SETTLE"), "must not exceed"
-                          f" RRDSYNC_MAX_DELAY ({env.get('RRDSYNC_MAX_DELAY', '2s')})")
+        max_delay = env.get("RRDSYNC_MAX_DELAY", BY_NAME["RRDSYNC_MAX_DELAY"].default)
+        raise ConfigError("RRDSYNC_SETTLE", env.get("RRDSYNC_SETTLE"),
+                          f"must not exceed RRDSYNC_MAX_DELAY ({max_delay})")
     cfg = SidecarConfig(**values, warnings=warnings)
     if require_paths:
         check_sidecar_paths(cfg)

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import config_parse as p
 from .config_parse import PREFIX
-from .destination import parse_destinations
+from .destination import DEST_HELP, parse_destinations
 
 SIDECAR, SERVE, RECEIVER = "sidecar", "serve", "receiver"
 ROLES = (SIDECAR, SERVE, RECEIVER)
@@ -32,7 +32,7 @@ class Var:
     roles: tuple[str, ...]
     meaning: str                          # README text (Markdown)
     shown: str | None = None              # README default column, when not `default`
-    required: bool = False
+    required: str = ""                    # set: the error when unset (no default)
     secret: bool = False                  # redacted in ``rrdsync config``
     fields: tuple[str, ...] = ()          # dataclass fields it fills (default: its name)
     show: Callable[[Any], str] | None = None  # config -> text ``parse`` reads back
@@ -58,7 +58,7 @@ TABLE: tuple[Var, ...] = (
         " below): `[user@]host:/abs/path` or `[user@][v6addr]:/abs/path` (SSH, port from"
         " `RRDSYNC_SSH_PORT`), `ssh://[user@]host[:port]/abs/path` (SSH with its own port),"
         " or `/abs/path` (local or NFS mount)",
-        shown="required", required=True, fields=("dests",),
+        shown="required", required="required; " + DEST_HELP, fields=("dests",),
         show=lambda c: ",".join(d.raw for d in c.dests)),
     Var("RRDSYNC_SSH_PORT", p.port, "22", _WORKER,
         "SSH port of the destinations that do not name one"),
