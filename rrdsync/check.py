@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config
+from .config import SidecarConfig
 from .rsync_output import OUT_PREFIX
 from .ssh import SshError, SshMaster, classify_ssh_error
 from .transfer import Rsync
@@ -54,7 +54,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
-def check(cfg: Config, out: TextIO = sys.stdout) -> int:
+def check(cfg: SidecarConfig, out: TextIO = sys.stdout) -> int:
     rep = Report(out)
     assert cfg.dest is not None
     rep.line(True, "configuration", f"source {cfg.source_dir}, destination {cfg.dest}")
@@ -94,7 +94,7 @@ def _local_rsync_version() -> str | None:
     return m.group(1) if m else None
 
 
-def _probe(cfg: Config, rsync: Rsync, rep: Report, version: str | None) -> None:
+def _probe(cfg: SidecarConfig, rsync: Rsync, rep: Report, version: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="rrdsync-probe-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
@@ -137,7 +137,7 @@ def _probe(cfg: Config, rsync: Rsync, rep: Report, version: str | None) -> None:
                  f"{version}: older than 3.1.3, nanosecond mtime comparison is unavailable")
 
 
-def verify(cfg: Config, out: TextIO = sys.stdout) -> int:
+def verify(cfg: SidecarConfig, out: TextIO = sys.stdout) -> int:
     """0 identical, 1 drift (listed). Files only at the destination count only with delete."""
     ssh = SshMaster(cfg, cfg.dests[0]) if cfg.dests[0].is_remote else None
     rsync = Rsync(cfg, cfg.dests[0], ssh, Path(tempfile.mkdtemp(prefix="rrdsync-check-")))

@@ -20,7 +20,7 @@ COMMANDS = {
     "once": "one full reconciliation, then exit (0 in sync, 1 failed)",
     "check": "validate configuration, reach the destination, prove it is writable",
     "verify": "compare source and destination by content; list what differs",
-    "config": "print the effective configuration (secrets are files, never shown)",
+    "config": "print the effective configuration (secrets redacted)",
 }
 
 
@@ -33,16 +33,20 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in COMMANDS.items():
         sp = sub.add_parser(name, help=text, description=text)
         if name == "config":
-            sp.add_argument("--role", choices=("sidecar", "receiver"), default="sidecar",
-                            help="validate the variables of this role (default: sidecar)")
+            sp.add_argument("--role", choices=config.ROLES, default=config.SIDECAR,
+                            help="validate and print the variables of this role"
+                            " (default: sidecar)")
     return p
 
 
-def load_config(command: str, role: str = "sidecar") -> config.Config:
-    """The one place the environment is read."""
+def load_config(command: str, role: str = config.SIDECAR) -> config.AnyConfig:
+    """The one place the environment is read: ``serve`` has its own variables, ``config``
+    loads the role it is asked about, every other command is the worker (sidecar) role."""
     if command == "serve":
-        return config.load(os.environ, role="serve")
-    return config.load(os.environ, role=role, require_paths=(role == "sidecar"))
+        return config.load_serve(os.environ)
+    if command == "config":
+        return config.LOADERS[role](os.environ)
+    return config.load_sidecar(os.environ)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if early_stop:
             return 128 + early_stop[0]
     try:
-        cfg = load_config(args.command, getattr(args, "role", "sidecar"))
+        cfg = load_config(args.command, getattr(args, "role", config.SIDECAR))
     except config.ConfigError as e:
         sys.stderr.write(f"rrdsync: configuration error: {e}\n")
         return 2
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         log.get().warning("config_warning", w)
 
     if args.command == "config":
-        for name, value in cfg.public_items():
+        for name, value in config.public_items(cfg):
             print(f"{name}={value}")
         return 0
     if args.command == "serve":

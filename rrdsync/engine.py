@@ -17,7 +17,7 @@ import threading
 import time
 
 from . import guard, log
-from .config import Config
+from .config import SidecarConfig
 from .journal import SourceMemory
 from .replica import Replica
 from .scan import Passes
@@ -38,7 +38,7 @@ BIG_JOURNAL = 20_000  # above this many paths a journal is rewritten at most eve
 
 
 class Engine:
-    def __init__(self, cfg: Config, publisher: Publisher | NullPublisher, *,
+    def __init__(self, cfg: SidecarConfig, publisher: Publisher | NullPublisher, *,
                  once: bool = False) -> None:
         self.cfg = cfg
         self.pub = publisher

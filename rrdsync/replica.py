@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import guard, log, plan, rrdcached
 from .batch import Entry, PendingSet
-from .config import Config, Destination
+from .config import Destination, SidecarConfig
 from .failures import Failures
 from .journal import Journal, SourceMemory
 from .outcome import Outcome, settle, signature
@@ -34,7 +34,7 @@ RRDCACHED_TIMEOUT = 10.0
 
 
 class Replica:
-    def __init__(self, cfg: Config, dest: Destination, pub: DestinationPublisher,
+    def __init__(self, cfg: SidecarConfig, dest: Destination, pub: DestinationPublisher,
                  passes: Passes, stop: Stop, memory: SourceMemory, *,
                  adopt_legacy: bool = False, once: bool = False) -> None:
         self.cfg = cfg

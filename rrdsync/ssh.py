@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 
 from . import log
-from .config import Config, Destination
+from .config import Destination, SidecarConfig
 from .journal import atomic_write
 from .threads import Beat, Stop
 
@@ -91,7 +91,7 @@ def private_dir(run_dir: Path) -> Path:
 class SshMaster:
     """The master connection to one destination (each destination has its own)."""
 
-    def __init__(self, cfg: Config, dest: Destination) -> None:
+    def __init__(self, cfg: SidecarConfig, dest: Destination) -> None:
         assert dest.is_remote
         self.cfg = cfg
         self.dest = dest

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import log, rsync_output
-from .config import Config, Destination
+from .config import Destination, SidecarConfig
 from .rsync_output import Item, PathError
 from .ssh import SshMaster, spawn
 from .threads import Beat, Stop
@@ -132,7 +132,7 @@ class Result:
 class Rsync:
     """Builds and runs rsync for one destination (one run at a time: rrsync locks per dir)."""
 
-    def __init__(self, cfg: Config, dest: Destination, ssh: SshMaster | None,
+    def __init__(self, cfg: SidecarConfig, dest: Destination, ssh: SshMaster | None,
                  workdir: Path) -> None:
         self.cfg = cfg
         self.dest = dest
@@ -288,15 +288,13 @@ class Rsync:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def compress_args(cfg: Config) -> list[str]:
+def compress_args(cfg: SidecarConfig) -> list[str]:
     """``RRDSYNC_COMPRESS``: ``auto`` lets both ends negotiate, an algorithm pins it."""
-    choice = getattr(cfg, "compress", True)
-    if choice is True or choice == "auto":
-        return ["--compress"]
-    if choice is False or choice == "none":
+    if cfg.compress == "none":
         return []
-    args = ["--compress", f"--compress-choice={choice}"]
-    level = getattr(cfg, "compress_level", None)
-    if level is not None:
-        args.append(f"--compress-level={level}")
+    args = ["--compress"]
+    if cfg.compress != "auto":
+        args.append(f"--compress-choice={cfg.compress}")
+    if cfg.compress_level is not None:
+        args.append(f"--compress-level={cfg.compress_level}")
     return args

@@ -38,7 +38,7 @@ from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 from watchdog.observers.polling import PollingObserverVFS
 
 from . import log
-from .config import Config
+from .config import SidecarConfig
 from .scan import LOST_FOUND
 
 LOG = log.get("watch")
@@ -118,7 +118,7 @@ class _Emitter(InotifyEmitter):
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, cfg: Config, sink: Callable[[str], None],
+    def __init__(self, root: Path, cfg: SidecarConfig, sink: Callable[[str], None],
                  dir_gone: Callable[[], None] | None = None) -> None:
         self.root = os.fspath(root)
         self.prefix = self.root.rstrip(os.sep) + os.sep
@@ -169,7 +169,7 @@ class _Handler(FileSystemEventHandler):
 class Watcher:
     """Runs a watchdog observer over the source tree and reports what it sees."""
 
-    def __init__(self, cfg: Config, sink: Callable[[str], None],
+    def __init__(self, cfg: SidecarConfig, sink: Callable[[str], None],
                  on_overflow: Callable[[], None],
                  on_dir_gone: Callable[[], None] | None = None) -> None:
         self.cfg = cfg

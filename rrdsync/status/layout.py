@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config
+from ..config import ServeConfig as Config  # transitional
 
 HEALTH_SUBDIR = "health"
 METRICS_SUBDIR = "metrics"

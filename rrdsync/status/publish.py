@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..config import Config
+from ..config import SidecarConfig as Config  # transitional
 from . import layout, verdict
 from .state import WorkerState, identity, state_path, worker_key
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import Config
+from ..config import ServeConfig as Config  # transitional
 from . import layout
 from .collector import render
 from .layout import RunDirs

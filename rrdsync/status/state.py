@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import SidecarConfig as Config  # transitional
 
 FORMAT = 1
 FILE_RE = re.compile(r"^worker-(?P<key>[A-Za-z0-9.-]{1,200})\.json$")

@@ -104,8 +104,10 @@ def test_engine_accepts_the_rendered_environment(name):
     cm = one(objects(values), "ConfigMap")
     env = cm["data"]
     assert all(k.startswith("RRDSYNC_") and isinstance(v, str) for k, v in env.items())
-    role = values.get("role", "sidecar")
-    rrdsync_config.load(env, role=role, require_paths=False)
+    if values.get("role", "sidecar") == "receiver":
+        rrdsync_config.load_receiver(env)
+    else:
+        rrdsync_config.load_sidecar(env, require_paths=False)
 
 
 def test_every_design_variable_is_reachable():
@@ -116,7 +118,7 @@ def test_every_design_variable_is_reachable():
     extra = merged(MINIMAL, {"config": {"exclude": ["*.tmp"], "rrdcached": "localhost:42217",
                                         "rrdcachedRoot": "/opt/opennms/share/rrd"}})
     names |= set(one(objects(extra), "ConfigMap")["data"])
-    assert names == {"RRDSYNC_" + k for k in rrdsync_config.KNOWN}
+    assert names == rrdsync_config.NAMES
 
 
 def test_deployment_is_one_replica_recreate():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rrdsync.config import Config
+from rrdsync.config import ServeConfig
 from rrdsync.status.server import StatusServer, make_server
 from tests.fixtures.status import StatusClient
 
@@ -66,13 +66,13 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def config(run_dir: Path) -> Config:
-    return Config(run_dir=run_dir, liveness_timeout=LIVENESS, max_lag=MAX_LAG,
-                  http_addr=("127.0.0.1", 0))
+def config(run_dir: Path) -> ServeConfig:
+    return ServeConfig(run_dir=run_dir, liveness_timeout=LIVENESS, max_lag=MAX_LAG,
+                       http_addr=("127.0.0.1", 0))
 
 
 @pytest.fixture
-def server(config: Config) -> Iterator[StatusServer]:
+def server(config: ServeConfig) -> Iterator[StatusServer]:
     srv = make_server(config)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()

@@ -16,14 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-from rrdsync.config import Config
+from rrdsync.config import Destination, SidecarConfig
 from rrdsync.status.publish import Publisher
 
 
 def main() -> None:
     run_dir, liveness, max_lag = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-    cfg = Config(run_dir=run_dir, liveness_timeout=liveness, max_lag=max_lag,
-                 source_dir=Path(sys.argv[4]) if len(sys.argv) > 4 else Path("/data"))
+    cfg = SidecarConfig(run_dir=run_dir, liveness_timeout=liveness, max_lag=max_lag,
+                        dests=(Destination(path="/dest"),),
+                        source_dir=Path(sys.argv[4]) if len(sys.argv) > 4 else Path("/data"))
     pub = Publisher(cfg)
     pub.start()
     beating = threading.Event()

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from rrdsync.config import Config
+from rrdsync.config import Destination, SidecarConfig
 from rrdsync.status.publish import Publisher
 from tests.fixtures.status import StatusClient
 
@@ -180,7 +180,7 @@ def test_health_period_variable_from_the_environment_does_not_break_publishing(c
 def test_publisher_never_raises_even_without_a_usable_run_dir(tmp_path: Path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    pub = Publisher(Config(run_dir=blocker / "run"))
+    pub = Publisher(SidecarConfig(run_dir=blocker / "run", dests=(Destination(path="/d"),)))
     pub.start()
     pub.heartbeat()
     pub.set_pending(3, 1.0)
@@ -196,7 +196,8 @@ def test_publisher_never_raises_even_without_a_usable_run_dir(tmp_path: Path):
 
 
 def test_methods_before_start_are_harmless():
-    pub = Publisher(Config(run_dir=Path("/nonexistent/run")))
+    pub = Publisher(SidecarConfig(run_dir=Path("/nonexistent/run"),
+                                  dests=(Destination(path="/d"),)))
     pub.heartbeat()
     pub.set_pending(1, 0.5)
     pub.close()

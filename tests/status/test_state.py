@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rrdsync.config import Config, Destination
+from rrdsync.config import Destination, SidecarConfig
 from rrdsync.status.state import (
     WorkerState,
     identity,
@@ -17,8 +17,8 @@ from rrdsync.status.state import (
 
 
 def test_identity_is_stable_per_tree_and_distinct_between_trees():
-    a = Config(source_dir=Path("/data"), dest=Destination(path="/x", host="h"))
-    b = Config(source_dir=Path("/data2"), dest=Destination(path="/x", host="h"))
+    a = SidecarConfig(source_dir=Path("/data"), dests=(Destination(path="/x", host="h"),))
+    b = SidecarConfig(source_dir=Path("/data2"), dests=(Destination(path="/x", host="h"),))
     assert identity(a) == identity(a)
     assert identity(a) != identity(b)
     key = worker_key(identity(a), 1700000000.123, 42)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rrdsync.config import load
+from rrdsync.config import load_sidecar
 from rrdsync.transfer import Result, Rsync, compress_args
 
 
 def make_rsync(tmp_path: Path, **env) -> Rsync:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
-    cfg = load({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": str(tmp_path / "dst"),
+    cfg = load_sidecar({"RRDSYNC_SOURCE_DIR": str(src), "RRDSYNC_DEST": str(tmp_path / "dst"),
                 "RRDSYNC_STATE_DIR": str(tmp_path / "state"), **env})
     return Rsync(cfg, cfg.dests[0], None, tmp_path / "work")
 
@@ -40,18 +40,14 @@ def test_bwlimit_and_timeout(tmp_path):
     assert "--bwlimit=100" in argv and "--timeout=90" in argv
 
 
-def test_compression_choices():
-    class Cfg:
-        compress = "auto"
-        compress_level = None
+def test_compression_choices(tmp_path):
+    def args(value: str) -> list[str]:
+        return compress_args(make_rsync(tmp_path, RRDSYNC_COMPRESS=value).cfg)
 
-    c = Cfg()
-    assert compress_args(c) == ["--compress"]  # type: ignore[arg-type]
-    c.compress = "none"
-    assert compress_args(c) == []  # type: ignore[arg-type]
-    c.compress, c.compress_level = "zstd", 1
-    assert compress_args(c) == ["--compress", "--compress-choice=zstd",  # type: ignore[arg-type]
-                                "--compress-level=1"]
+    assert args("true") == ["--compress"]
+    assert args("false") == []
+    assert args("zstd:1") == ["--compress", "--compress-choice=zstd", "--compress-level=1"]
+    assert args("lz4") == ["--compress", "--compress-choice=lz4"]
 
 
 def test_exit_code_classes():
