@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "once":
         return run_once(cfg, NullPublisher())
-    engine = Engine(cfg, Publisher(cfg))
+    engine = Engine(cfg, Publisher(cfg, [cfg.dest] if cfg.dest else []))
     signal.signal(signal.SIGTERM, engine.request_stop)
     signal.signal(signal.SIGINT, engine.request_stop)
     if early_stop:

@@ -108,6 +108,15 @@ class Destination:
         who = f"{self.user}@" if self.user else ""
         return f"{who}{self.host}:{base}"
 
+    @property
+    def label(self) -> str:
+        """The entry minus ``user@``: the metric label ``destination`` (stand-in until the
+        multi-destination config, whose Destination stores the entry as written)."""
+        if self.host is None:
+            return self.path
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.path}"
+
     def ssh_host(self) -> str:
         assert self.host is not None
         return f"{self.user}@{self.host}" if self.user else self.host

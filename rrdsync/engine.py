@@ -25,7 +25,7 @@ from .batch import Entry, PendingSet
 from .config import Config
 from .journal import Journal
 from .ssh import SshError, SshMaster, classify_ssh_error
-from .status.publish import Publisher
+from .status.api import WorkerPublisher
 from .transfer import Result, Rsync
 from .watch import Watcher
 
@@ -70,10 +70,11 @@ def signature(path: Path) -> Sig | None:
 
 
 class Engine:
-    def __init__(self, cfg: Config, publisher: Publisher) -> None:
+    def __init__(self, cfg: Config, publisher: WorkerPublisher) -> None:
         assert cfg.dest is not None
         self.cfg = cfg
         self.pub = publisher
+        self.dpub = publisher.destination(cfg.dest)
         self.pending = PendingSet(cfg.settle, cfg.max_delay)
         self.journal = Journal(cfg.state_dir)
         self.ssh = SshMaster(cfg) if cfg.dest.is_remote else None
@@ -231,7 +232,7 @@ class Engine:
             return
         self._last_beat = now
         self.pub.heartbeat()
-        self.pub.set_pending(len(self.pending) + len(self.in_flight), self.oldest_age())
+        self.dpub.set_pending(len(self.pending) + len(self.in_flight), self.oldest_age())
         if self.pending.take_changed():
             self._journal_dirty = True
         interval = 1.0 if len(self.pending) < 20000 else 5.0
@@ -241,7 +242,9 @@ class Engine:
             try:
                 self.journal.touch()
                 self._last_journal = now
+                self.pub.journal_problem(None)
             except OSError as e:
+                self.pub.journal_problem(str(e))
                 LOG.error("journal_failed", error=str(e), path=str(self.journal.dir))
         if now - self._summary_at >= SUMMARY_EVERY:
             self._log_summary(now)
@@ -260,7 +263,9 @@ class Engine:
             self.journal.save(sorted(paths))
             self._journal_dirty = False
             self._last_journal = time.monotonic()
+            self.pub.journal_problem(None)
         except OSError as e:
+            self.pub.journal_problem(str(e))
             LOG.error("journal_failed", error=str(e), path=str(self.journal.dir))
 
     def _log_summary(self, now: float) -> None:
@@ -292,7 +297,7 @@ class Engine:
             return "ssh: " + classify_ssh_error(str(e))
         if self.ssh.connects > self._ssh_seen:
             self._ssh_seen = self.ssh.connects
-            self.pub.ssh_connected(reconnect=self._ssh_seen > 1)
+            self.dpub.ssh_connected(reconnect=self._ssh_seen > 1)
         return None
 
     # -- event batches --------------------------------------------------------------------
@@ -318,7 +323,7 @@ class Engine:
         if missing and self.cfg.delete:
             refusal = guard.delete_refusal(root, self.journal, self.cfg.included)
             if refusal:
-                self.pub.delete_refused(refusal)
+                self.dpub.delete_refused(refusal)
                 LOG.error("delete_refused", refusal, files=len(missing),
                           error=refusal)
             else:
@@ -332,7 +337,7 @@ class Engine:
             self.pending.requeue(batch)
             self.in_flight = {}
             self._failed("events", error, 255, 0.0)
-            self.pub.batch_finished(kind="events", result="failed", exit_code=255, files=0,
+            self.dpub.batch_finished(kind="events", result="failed", exit_code=255, files=0,
                                     nbytes=0, duration=0.0, lags=[], error=error)
             return
         started = time.monotonic()
@@ -379,7 +384,7 @@ class Engine:
         s["bytes"] += res.nbytes
         if lags:
             s["max_lag_s"] = max(s["max_lag_s"], max(lags))
-        self.pub.batch_finished(kind="events", result=result, exit_code=res.exit_code,
+        self.dpub.batch_finished(kind="events", result=result, exit_code=res.exit_code,
                                 files=len(res.sent), nbytes=res.nbytes, duration=res.duration,
                                 lags=lags, error=res.error)
         if res.interrupted:
@@ -393,21 +398,21 @@ class Engine:
 
     def reconcile(self, reason: str) -> bool:
         """One rsync over the whole included tree; True when it completed."""
-        self.pub.reconcile_started(reason)
+        self.pub.rescan_started(reason)
         LOG.info("reconcile_started", reason=reason)
         error = self._connect()
         if error:
             self._failed("full", error, 255, 0.0)
-            self.pub.batch_finished(kind="full", result="failed", exit_code=255, files=0,
+            self.dpub.batch_finished(kind="full", result="failed", exit_code=255, files=0,
                                     nbytes=0, duration=0.0, lags=[], error=error)
-            self.pub.reconcile_finished(reason, 0.0, ok=False)
+            self.dpub.reconcile_finished(reason, 0.0, ok=False)
             return False
         delete = False
         if self.cfg.delete:
             refusal = guard.delete_refusal(self.cfg.source_dir, self.journal,
                                            self.cfg.included)
             if refusal:
-                self.pub.delete_refused(refusal)
+                self.dpub.delete_refused(refusal)
                 LOG.error("delete_refused", refusal, error=refusal)
             else:
                 delete = True
@@ -422,12 +427,12 @@ class Engine:
                 ok = False
         if progress is not None and ok:
             total = progress.total or len(res.sent)  # type: ignore[attr-defined]
-            self.pub.initial_progress(len(res.sent), total, total)
-        self.pub.batch_finished(kind="full", result=res.result if not res.interrupted
+            self.dpub.initial_progress(len(res.sent), total, total)
+        self.dpub.batch_finished(kind="full", result=res.result if not res.interrupted
                                 else "failed", exit_code=res.exit_code, files=len(res.sent),
                                 nbytes=res.nbytes, duration=res.duration, lags=[],
                                 error=res.error)
-        self.pub.reconcile_finished(reason, res.duration, ok=ok)
+        self.dpub.reconcile_finished(reason, res.duration, ok=ok)
         LOG.log(INFO if ok else WARNING, "reconcile_finished", reason=reason, ok=ok,
                   files=len(res.sent), deleted=len(res.deleted), bytes=res.nbytes,
                   duration_s=res.duration, exit_code=res.exit_code, error=res.error)
@@ -456,7 +461,7 @@ class Engine:
             return None
         refusal = guard.delete_refusal(self.cfg.source_dir, self.journal, self.cfg.included)
         if refusal:
-            self.pub.delete_refused(refusal)
+            self.dpub.delete_refused(refusal)
             LOG.error("delete_refused", refusal, files=len(plan.deleted),
                       error=refusal)
             return None
@@ -482,7 +487,7 @@ class Engine:
             elapsed = now - state["start"]
             rate = checked / elapsed if elapsed > 0 else 0.0
             eta = (total - checked) / rate if rate > 0 else None
-            self.pub.initial_progress(done, checked, total)
+            self.dpub.initial_progress(done, checked, total)
             LOG.info("reconcile_progress", files=done, checked=checked,
                       total=total, rate_per_s=rate, eta_s=eta, duration_s=elapsed)
 
@@ -501,7 +506,7 @@ class Engine:
         LOG.info("stopped", pending=len(self.pending))
 
 
-def run_once(cfg: Config, publisher: Publisher) -> int:
+def run_once(cfg: Config, publisher: WorkerPublisher) -> int:
     """One full reconciliation (plus whatever the journal says was pending), then exit."""
     engine = Engine(cfg, publisher)
     resumed = engine.journal.load()
