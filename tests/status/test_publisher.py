@@ -246,7 +246,7 @@ def test_a_journal_problem_makes_the_worker_unready_until_cleared(client, stub):
     client.wait_code("/readyz", 200, timeout=PUBLISH)
     w.send("journal [Errno 28] No space left on device")
     client.wait_code("/readyz", 503, timeout=PUBLISH + 0.5)
-    code, body = client.get("/readyz")
+    _, body = client.get("/readyz")
     assert "journal not writable: [Errno 28] No space left on device" in body["reason"]
     assert body["destinations"][DEST]["ready"] is True
     assert client.code("/healthz") == 200
