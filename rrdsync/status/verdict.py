@@ -93,13 +93,15 @@ def journal_problem(st: WorkerState) -> str | None:
 
 
 def readiness_problems(st: WorkerState, now: float, max_lag: float) -> list[str]:
-    """Why a live worker is not ready, one line per problem (empty when ready);
-    destination problems are prefixed with the destination's label."""
+    """Why a live worker is not ready (empty when ready): worker-level problems, then one
+    entry per destination that is not ready, prefixed with its label."""
     found = [p for p in (journal_problem(st),) if p]
     if not st.destinations:
         found.append("no destination published yet")
     for label, ds in st.destinations.items():
-        found.extend(f"{label}: {p}" for p in destination_problems(ds, now, max_lag))
+        problems = destination_problems(ds, now, max_lag)
+        if problems:
+            found.append(f"{label}: " + "; ".join(problems))
     return found
 
 
