@@ -216,15 +216,21 @@ def serve(config: ServerSettings) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="status-http", daemon=True)
+
+    def run() -> None:
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except Exception as exc:  # one JSON line, not threading's traceback on stderr
+            LOG.exception("serve_died", "the status server's thread ended",
+                          error=f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=run, name="status-http", daemon=True)
     thread.start()
     LOG.info("serve_listening", "status server listening",
              addr=f"{host}:{server.server_address[1]}", run_dir=str(config.run_dir))
     try:
         while not stop.wait(1.0):
             if not thread.is_alive():
-                LOG.error("serve_died", "the status server's thread ended")
                 return 1
     finally:
         server.shutdown()
