@@ -29,9 +29,11 @@ from typing import Any, TypeVar
 from .. import __version__, log
 from . import layout, verdict
 from .api import DestinationPublisher, Labelled, WorkerSettings
+from .null import NullDestinationPublisher, NullPublisher
 from .state import DestinationState, WorkerState, identity, state_path, worker_key
 
 LOG = log.get("status")
+__all__ = ["NullDestinationPublisher", "NullPublisher", "Publisher"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_EXAMPLES = 5
@@ -407,63 +409,3 @@ class _Destination:
         with self.worker._lock:
             ds = self._state()
             ds.activity = _activity(ds.activity, text)
-
-
-class NullDestinationPublisher:
-    """Publishes nothing about a destination (see :class:`NullPublisher`)."""
-
-    def set_pending(self, count: int, oldest_age: float) -> None:
-        pass
-
-    def batch_finished(self, *, kind: str, result: str, exit_code: int, files: int,
-                       nbytes: int, duration: float, lags: list[float],
-                       error: str | None) -> None:
-        pass
-
-    def reconcile_finished(self, reason: str, duration: float, ok: bool) -> None:
-        pass
-
-    def initial_progress(self, files_sent: int, files_checked: int, total: int | None) -> None:
-        pass
-
-    def ssh_connected(self, reconnect: bool) -> None:
-        pass
-
-    def delete_refused(self, reason: str) -> None:
-        pass
-
-    def failing_paths(self, source: int, destination: int, examples: list[str]) -> None:
-        pass
-
-    def activity(self, text: str | None) -> None:
-        pass
-
-
-class NullPublisher:
-    """Publishes nothing: for one-shot runs (``rrdsync once`` as an init container or
-    CronJob) where no status server is watching and the run dir may be read-only."""
-
-    def start(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def heartbeat(self) -> None:
-        pass
-
-    def watch_overflow(self) -> None:
-        pass
-
-    def rescan_started(self, reason: str) -> None:
-        pass
-
-    def journal_problem(self, error: str | None) -> None:
-        pass
-
-    def activity(self, text: str | None) -> None:
-        pass
-
-    def destination(self, dest: Labelled) -> DestinationPublisher:
-        return NullDestinationPublisher()
-
