@@ -61,14 +61,13 @@ def test_prometheus_evaluates_every_panel_and_alert_query(env, source, sshd, sta
         rrd_update(f)
     # an outage, so that a non-zero rsync exit code and an SSH reconnect exist
     sshd.stop()
-    rrd_update(files[0])
-
-    def failed_once() -> bool:
-        m = status.metrics()
-        return any(k.startswith("rrdsync_rsync_exit_codes_total") and 'code="0"' not in k
-                   and v > 0 for k, v in m.items())
-
-    wait_for(failed_once, timeout=20, what="a failed rsync run")
+    deadline = time.monotonic() + 30
+    while not any(k.startswith("rrdsync_rsync_exit_codes_total") and 'code="0"' not in k
+                  and v > 0 for k, v in status.metrics().items()):
+        assert time.monotonic() < deadline, (
+            "no failed rsync run while sshd was down; worker log:\n" + worker.output()[-4000:])
+        rrd_update(files[0])  # keep changes coming until a send has failed
+        time.sleep(0.5)
     sshd.start()
     wait_identical(source, sshd.dest, timeout=30)
     wait_for(lambda: any(k.startswith("rrdsync_ssh_reconnects_total") and v > 0
