@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from .status.publish import NullPublisher, Publisher
 
     once = args.command == "once"
-    engine = Engine(cfg, NullPublisher() if once else Publisher(cfg), once=once)
+    engine = Engine(cfg, NullPublisher() if once else Publisher(cfg, cfg.dests), once=once)
     signal.signal(signal.SIGTERM, engine.request_stop)
     signal.signal(signal.SIGINT, engine.request_stop)
     if early_stop:

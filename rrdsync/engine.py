@@ -21,7 +21,7 @@ from .config import SidecarConfig
 from .journal import SourceMemory
 from .replica import Replica
 from .scan import Passes
-from .status.publish import NullPublisher, Publisher
+from .status.api import WorkerPublisher
 from .threads import STOP_DRAIN, Stop
 from .watch import Watcher
 
@@ -38,7 +38,7 @@ BIG_JOURNAL = 20_000  # above this many paths a journal is rewritten at most eve
 
 
 class Engine:
-    def __init__(self, cfg: SidecarConfig, publisher: Publisher | NullPublisher, *,
+    def __init__(self, cfg: SidecarConfig, publisher: WorkerPublisher, *,
                  once: bool = False) -> None:
         self.cfg = cfg
         self.pub = publisher

@@ -25,7 +25,7 @@ from .journal import Journal, SourceMemory
 from .outcome import Outcome, settle, signature
 from .scan import Passes
 from .ssh import SshError, SshMaster, classify_ssh_error
-from .status.publish import DestinationPublisher
+from .status.api import DestinationPublisher
 from .threads import Beat, Stop
 from .transfer import Result, Rsync
 

@@ -10,24 +10,17 @@ dead workers stay in the sum, so totals never go backwards when a worker restart
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .. import __version__, log
+from . import _prometheus_adapter as prom
 from .metrics import SERVER
 from .verdict import Report
 
-log = logging.getLogger("rrdsync.status")
-
-
-def _live_gauge_key(filename: str) -> str | None:
-    """``gauge_livesum_<key>.db`` -> ``<key>``; None for files that are always kept."""
-    parts = filename[:-3].split("_", 2)
-    if len(parts) == 3 and parts[0] == "gauge" and parts[1].startswith("live"):
-        return parts[2]
-    return None
+LOG = log.get("status")
 
 
 def worker_files(metrics_dir: Path, live_keys: set[str]) -> list[str]:
@@ -38,11 +31,13 @@ def worker_files(metrics_dir: Path, live_keys: set[str]) -> list[str]:
         return []
     keep = []
     for name in names:
-        if not name.endswith(".db"):
+        kind = prom.file_kind(name)
+        if kind is None:
             continue
-        key = _live_gauge_key(name)
-        if key is None or key in live_keys:
-            keep.append(str(metrics_dir / name))
+        typ, mode, ident = kind
+        if typ == "gauge" and prom.is_live_gauge(mode) and ident not in live_keys:
+            continue
+        keep.append(str(metrics_dir / name))
     return keep
 
 
@@ -54,25 +49,23 @@ class WorkerFilesCollector:
         self.live_keys = live_keys
 
     def collect(self) -> Iterable[Any]:
-        from prometheus_client.multiprocess import MultiProcessCollector
-
         files = worker_files(self.metrics_dir, self.live_keys)
         try:
-            return MultiProcessCollector.merge(files, accumulate=True)
+            return prom.merge(files)
         except Exception:  # one bad file must not blank the whole page
             good = []
             for f in files:
                 try:
-                    MultiProcessCollector.merge([f], accumulate=True)
+                    prom.merge([f])
                     good.append(f)
                 except Exception as exc:
-                    log.warning("skipping unreadable metrics file %s: %s", f, exc,
-                                extra={"event": "status.bad_metrics_file"})
-            return MultiProcessCollector.merge(good, accumulate=True)
+                    LOG.warning("metrics_file_unreadable", "skipping an unreadable metrics file",
+                                path=f, error=f"{type(exc).__name__}: {exc}")
+            return prom.merge(good)
 
 
 class StatusCollector:
-    """``rrdsync_live``, ``rrdsync_ready`` and ``rrdsync_workers{state}`` from one report."""
+    """The ``SERVER`` metrics (``metrics.py``), computed from one report."""
 
     def __init__(self, report: Report) -> None:
         self.report = report
@@ -84,6 +77,11 @@ class StatusCollector:
         r = self.report
         yield GaugeMetricFamily("rrdsync_live", helps["rrdsync_live"], value=int(r.live))
         yield GaugeMetricFamily("rrdsync_ready", helps["rrdsync_ready"], value=int(r.ready))
+        dest = GaugeMetricFamily("rrdsync_destination_ready",
+                                 helps["rrdsync_destination_ready"], labels=["destination"])
+        for label, v in sorted(r.destinations().items()):
+            dest.add_metric([label], int(v.ready))
+        yield dest
         workers = GaugeMetricFamily("rrdsync_workers", helps["rrdsync_workers"],
                                     labels=["state"])
         live = sum(1 for w in r.workers if w.live)
@@ -92,6 +90,13 @@ class StatusCollector:
         workers.add_metric(["replaced"], len(r.replaced))
         workers.add_metric(["stopped"], len(r.stopped))
         yield workers
+        build = GaugeMetricFamily("rrdsync_build_info", helps["rrdsync_build_info"],
+                                  labels=["version"])
+        versions = {__version__} | {w.state.version for w in r.workers
+                                    if w.live and w.state.version}
+        for version in sorted(versions):
+            build.add_metric([version], 1)
+        yield build
 
 
 def render(metrics_dir: Path, report: Report, accept: str | None) -> tuple[bytes, str]:

@@ -9,8 +9,10 @@ died" from "a new one took over" without anyone deleting evidence.
 
 The file is healthcheck-python's per-process document (``name``, ``status``,
 ``liveness``, ``timestamp``, ``timeout``, ``results``) with our record under
-``"rrdsync"``. Readers only look at names matching :data:`FILE_RE` and skip anything that
-does not parse, so a stray or damaged file can never take the status server down.
+``"rrdsync"``: the worker's own fields plus one :class:`DestinationState` per
+destination, keyed by its label. Readers only look at names matching :data:`FILE_RE`
+and skip anything that does not parse, so a stray or damaged file can never take the
+status server down.
 """
 
 from __future__ import annotations
@@ -18,21 +20,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import SidecarConfig as Config  # transitional
+from .. import log
 
-FORMAT = 1
+FORMAT = 2
 FILE_RE = re.compile(r"^worker-(?P<key>[A-Za-z0-9.-]{1,200})\.json$")
 MAX_FILE_BYTES = 1 << 20
 
-log = logging.getLogger("rrdsync.status")
+LOG = log.get("status")
 
 
 def _safe(text: str) -> str:
@@ -40,15 +42,15 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]", "-", text)[:63].strip("-.") or "worker"
 
 
-def identity(config: Config) -> str:
-    """What a worker *is*, stable across restarts: host name plus a digest of source and dest.
+def identity(source_dir: Path, labels: Iterable[str]) -> str:
+    """What a worker *is*, stable across restarts: host name plus a digest of the source
+    and the destination labels.
 
     Two workers replicating different trees into one run dir are different workers; the
-    same worker restarted (same host, same source and destination) replaces itself.
+    same worker restarted (same host, same source and destinations) replaces itself.
     """
-    digest = hashlib.sha256(
-        f"{config.source_dir}\0{config.dest or ''}".encode(errors="surrogateescape")
-    ).hexdigest()[:8]
+    what = "\0".join([str(source_dir), *sorted(labels)])
+    digest = hashlib.sha256(what.encode(errors="surrogateescape")).hexdigest()[:8]
     return f"{_safe(socket.gethostname())}-{digest}"
 
 
@@ -61,6 +63,63 @@ def state_path(health_dir: Path, key: str) -> Path:
     return health_dir / f"worker-{key}.json"
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _optional_number(value: Any) -> bool:
+    return value is None or _number(value)
+
+
+def _decode(cls: Any, data: Any) -> Any:
+    """``cls(**data)`` keeping known fields only; None if that does not fit."""
+    if not isinstance(data, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
+
+
+@dataclass
+class DestinationState:
+    """What one worker publishes about one destination. Times are Unix epoch seconds."""
+
+    label: str
+    pending: int = 0
+    oldest_pending_since: float | None = None
+    reconciled: bool = False
+    initial: dict[str, Any] = field(default_factory=dict)
+    last_reconcile: dict[str, Any] | None = None
+    last_success: float | None = None
+    failing_since: float | None = None
+    last_error: dict[str, Any] | None = None
+    last_batch: dict[str, Any] | None = None
+    ssh: dict[str, Any] = field(default_factory=dict)
+    delete_refused: dict[str, Any] | None = None
+    # {"source": n, "destination": n, "examples": [...], "since": t} while any fails
+    failing_paths: dict[str, Any] = field(default_factory=dict)
+    activity: dict[str, Any] | None = None  # {"text": ..., "since": t}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DestinationState | None:
+        ds = _decode(cls, data)
+        if ds is None or not isinstance(ds.label, str) or not isinstance(ds.pending, int):
+            return None
+        if not all(_optional_number(x) for x in (ds.oldest_pending_since, ds.last_success,
+                                                   ds.failing_since)):
+            return None
+        for name in ("initial", "ssh", "failing_paths"):
+            if not isinstance(getattr(ds, name), dict):
+                return None
+        return ds
+
+    def failing_count(self, side: str) -> int:
+        value = self.failing_paths.get(side, 0)
+        return value if isinstance(value, int) else 0
+
+
 @dataclass
 class WorkerState:
     """What one worker incarnation publishes. Times are Unix epoch seconds."""
@@ -70,45 +129,48 @@ class WorkerState:
     pid: int
     hostname: str
     started: float
+    version: str = ""
     written: float = 0.0
     checkin: float = 0.0
     stopped: bool = False
-    pending: int = 0
-    oldest_pending_since: float | None = None
-    reconciled: bool = False
-    reconciling: str | None = None
-    initial: dict[str, Any] = field(default_factory=dict)
-    last_reconcile: dict[str, Any] | None = None
-    last_success: float | None = None
-    failing_since: float | None = None
-    last_error: dict[str, Any] | None = None
-    last_batch: dict[str, Any] | None = None
-    ssh: dict[str, Any] = field(default_factory=dict)
+    destinations: dict[str, DestinationState] = field(default_factory=dict)
+    journal_problem: dict[str, Any] | None = None  # {"error": ..., "since": t}
+    activity: dict[str, Any] | None = None
+    last_rescan: dict[str, Any] | None = None  # {"time": t, "reason": ...}
     watch_overflows: int = 0
-    delete_refused: dict[str, Any] | None = None
     format: int = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def copy(self) -> WorkerState:
+        decoded = WorkerState.from_dict(json.loads(json.dumps(self.to_dict())))
+        assert decoded is not None
+        return decoded
+
     @classmethod
     def from_dict(cls, data: Any) -> WorkerState | None:
-        """Tolerant decoding: unknown fields are ignored, wrong types make it unreadable."""
-        if not isinstance(data, dict):
+        """Tolerant decoding: unknown fields are ignored, wrong types make it unreadable.
+
+        A record without destinations (an older worker's format) decodes with none, which
+        the verdict reports as not ready rather than hiding the worker.
+        """
+        st = _decode(cls, data)
+        if st is None:
             return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            st = cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError:
+        if not isinstance(st.key, str) or not isinstance(st.identity, str):
             return None
-        numeric = (st.started, st.written, st.checkin)
-        if not isinstance(st.key, str) or not all(isinstance(x, int | float) for x in numeric):
+        if not all(_number(x) for x in (st.started, st.written, st.checkin)):
             return None
-        if not isinstance(st.pending, int) or not isinstance(st.identity, str):
+        if not isinstance(st.pid, int) or not isinstance(st.destinations, dict):
             return None
-        for opt in (st.oldest_pending_since, st.last_success, st.failing_since):
-            if opt is not None and not isinstance(opt, int | float):
+        decoded: dict[str, DestinationState] = {}
+        for label, raw in st.destinations.items():
+            ds = DestinationState.from_dict(raw)
+            if ds is None or ds.label != label:
                 return None
+            decoded[label] = ds
+        st.destinations = decoded
         return st
 
 
@@ -144,6 +206,7 @@ def read_one(path: Path) -> WorkerState | None:
             raise ValueError("file too large")
         doc = json.loads(raw)
     except (OSError, ValueError) as exc:
-        log.debug("skipping unreadable worker state %s: %s", path, exc)
+        LOG.debug("worker_state_unreadable", "skipping an unreadable worker state file",
+                  path=str(path), error=str(exc))
         return None
     return WorkerState.from_dict(doc.get("rrdsync") if isinstance(doc, dict) else None)

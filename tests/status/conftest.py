@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rrdsync.config import ServeConfig
 from rrdsync.status.server import StatusServer, make_server
-from tests.fixtures.status import StatusClient
+from tests.fixtures.status import Settings, StatusClient
 
 ROOT = Path(__file__).resolve().parents[2]
 LIVENESS = 1.0
@@ -25,13 +24,14 @@ class StubWorker:
     """``tests.status.stub_worker`` as a child process, driven line by line."""
 
     def __init__(self, run_dir: Path, liveness: float, max_lag: float,
-                 env: dict[str, str] | None = None, source: str = "/data") -> None:
+                 env: dict[str, str] | None = None, source: str = "/data",
+                 dests: tuple[str, ...] = ()) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("RRDSYNC_")}
         full_env.update(env or {})
         full_env["PYTHONPATH"] = str(ROOT)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.status.stub_worker", str(run_dir), str(liveness),
-             str(max_lag), source],
+             str(max_lag), source, *dests],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=full_env, cwd=ROOT)
         first = self._ack()
         self.key = first.split()[1]
@@ -66,13 +66,12 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def config(run_dir: Path) -> ServeConfig:
-    return ServeConfig(run_dir=run_dir, liveness_timeout=LIVENESS, max_lag=MAX_LAG,
-                       http_addr=("127.0.0.1", 0))
+def config(run_dir: Path) -> Settings:
+    return Settings(run_dir=run_dir, liveness_timeout=LIVENESS, max_lag=MAX_LAG)
 
 
 @pytest.fixture
-def server(config: ServeConfig) -> Iterator[StatusServer]:
+def server(config: Settings) -> Iterator[StatusServer]:
     srv = make_server(config)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
@@ -91,8 +90,9 @@ def stub(run_dir: Path):
     """Start stub workers publishing into ``run_dir``; all killed after the test."""
     made: list[StubWorker] = []
 
-    def start(env: dict[str, str] | None = None, source: str = "/data") -> StubWorker:
-        w = StubWorker(run_dir, LIVENESS, MAX_LAG, env, source)
+    def start(env: dict[str, str] | None = None, source: str = "/data",
+              dests: tuple[str, ...] = ()) -> StubWorker:
+        w = StubWorker(run_dir, LIVENESS, MAX_LAG, env, source, dests)
         made.append(w)
         return w
 

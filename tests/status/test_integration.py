@@ -27,11 +27,17 @@ def env(worker_env, sshd):
             "RRDSYNC_MAX_LAG": f"{MAX_LAG}s"}
 
 
+def total(m: dict[str, float], name: str) -> float | None:
+    """A metric summed over its series (every destination); None when absent."""
+    values = [v for k, v in m.items() if k == name or k.startswith(name + "{")]
+    return sum(values) if values else None
+
+
 def sent_by_worker(events: list[dict]) -> tuple[int, int]:
     """Files and bytes the worker's own log says reached the destination."""
     files = nbytes = 0
     for e in events:
-        if e.get("event") in ("batch_sent", "reconcile_finished"):
+        if e.get("event") == "batch_sent":  # every rsync run: event batches and full-pass chunks
             files += int(e.get("files", 0))
             nbytes += int(e.get("bytes", 0))
     return files, nbytes
@@ -55,24 +61,29 @@ def test_live_and_ready_while_syncing_and_counters_match(env, source, sshd, star
     assert code == 200 and body["status"] == "ok" and body["reason"] is None
     (w,) = body["workers"]
     assert w["pid"] == worker.proc.pid and w["last_success"] is not None
-    assert w["initial_reconciliation"]["completed"] is True
-    assert w["last_error"] is None
+    (d,) = w["destinations"].values()
+    assert d["initial_reconciliation"]["completed"] is True
+    assert w["last_error"] is None and d["ready"] is True
+    (label,) = w["destinations"]
+    assert "@" not in label and label == sshd.destination.split("@", 1)[1]
+    dl = f'destination="{label}"'
 
     def counted() -> dict[str, float] | None:
         m = status.metrics()
         want = sent_by_worker(worker.events())
-        got = (m.get("rrdsync_files_sent_total"), m.get("rrdsync_bytes_sent_total"))
-        return m if got == want and m.get("rrdsync_pending_files") == 0 else None
+        got = (total(m, "rrdsync_files_sent_total"), total(m, "rrdsync_bytes_sent_total"))
+        return m if got == want and total(m, "rrdsync_pending_files") == 0 else None
 
     m = wait_for(counted, timeout=10, what="metrics to match the worker's log")
-    assert m["rrdsync_files_sent_total"] >= len(files) + 4
-    assert m['rrdsync_batches_total{result="ok"}'] >= 2
-    assert m['rrdsync_batches_total{result="failed"}'] == 0
+    assert m[f"rrdsync_files_sent_total{{{dl}}}"] >= len(files) + 4
+    assert m[f'rrdsync_batches_total{{{dl},result="ok"}}'] >= 2
+    assert m[f'rrdsync_batches_total{{{dl},result="failed"}}'] == 0
     assert m['rrdsync_rescans_total{reason="startup"}'] == 1
-    assert m["rrdsync_replication_lag_seconds_count"] >= 4
-    assert m["rrdsync_last_success_timestamp_seconds"] > time.time() - 60
+    assert m[f"rrdsync_replication_lag_seconds_count{{{dl}}}"] >= 4
+    assert m[f"rrdsync_last_success_timestamp_seconds{{{dl}}}"] > time.time() - 60
     assert m["rrdsync_live"] == 1 and m["rrdsync_ready"] == 1
-    assert m["rrdsync_initial_sync_completed"] == 1
+    assert m[f"rrdsync_initial_sync_completed{{{dl}}}"] == 1
+    assert m[f"rrdsync_destination_ready{{{dl}}}"] == 1
     # what the dashboard and alert tests validate against is what a real worker exports
     scraped = {key.split("{")[0] for key in m}
     assert exported_names() <= scraped, exported_names() - scraped
@@ -94,6 +105,8 @@ def test_readyz_503_while_destination_down_longer_than_max_lag(env, source, sshd
     assert w["pending_files"] >= 1 and w["last_error"] is not None
     assert status.code("/healthz") == 200  # alive, just behind
     assert status.metrics()["rrdsync_ready"] == 0
+    (d,) = body["destinations"].values()
+    assert d["ready"] is False
     sshd.start()
     status.wait_code("/readyz", 200, timeout=60)
     wait_identical(source, sshd.dest)
@@ -130,7 +143,7 @@ def test_sigstopped_worker_is_reported_not_live(env, source, sshd, start_worker,
         assert time.monotonic() - stopped <= LIVENESS + 2
         _, body = status.get("/healthz")
         assert "no check-in" in body["reason"]
-        assert "rrdsync_pending_files" not in status.metrics()
+        assert total(status.metrics(), "rrdsync_pending_files") is None
     finally:
         worker.signal(signal.SIGCONT)
     status.wait_code("/healthz", 200, timeout=10)

@@ -1,6 +1,7 @@
-"""The Grafana dashboard and the Prometheus alert rules: they parse, and every metric they
-query is one that ``rrdsync serve`` exports (promtool is not available here, so the PromQL
-is checked by extracting metric names from it)."""
+"""The Grafana dashboard and the Prometheus alert rules: they parse, every metric they query
+is one that ``rrdsync serve`` exports, replication is shown and alerted per destination, and
+every alert links its runbook. (``test_promtool.py`` checks the PromQL with promtool and
+``test_prometheus.py`` evaluates every query against a real Prometheus.)"""
 
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def test_dashboard_parses_and_queries_only_exported_metrics():
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
     titles = " ".join(p["title"].lower() for p in dash["panels"])
-    for topic in ("lag", "pending", "files sent", "bytes sent", "exit codes"):
+    for topic in ("lag", "pending", "files sent", "bytes sent", "exit codes", "failing paths",
+                  "destination ready"):
         assert topic in titles
     exprs = dashboard_exprs()
     assert len(exprs) > 15
@@ -137,13 +139,86 @@ def test_alert_rules_have_a_valid_structure():
 
 
 @pytest.mark.parametrize("alert", ["RrdsyncWorkerDown", "RrdsyncReplicationStalled",
-                                   "RrdsyncLagAboveBound", "RrdsyncDestinationRefusingWrites"])
+                                   "RrdsyncLagAboveBound", "RrdsyncDestinationRefusingWrites",
+                                   "RrdsyncStatusServerDown", "RrdsyncFailingPaths",
+                                   "RrdsyncDestinationNotReady"])
 def test_the_issues_alerts_exist(alert):
     assert alert in {r["alert"] for r in load_rules()}
 
 
 def test_alert_rules_query_only_exported_metrics():
-    exported = exported_names()
+    exported = exported_names() | {"up"}  # Prometheus's own per-target series
     for r in load_rules():
         unknown = metric_names(r["expr"]) - exported
         assert not unknown, f"{r['alert']} queries unknown metrics {unknown}"
+
+
+PER_DESTINATION = {name for spec in WORKER + SERVER if "destination" in spec.labels
+                   for name in spec.series()}
+RUNBOOK = re.compile(r"^https://github\.com/rrdsync/rrdsync/blob/main/README\.md"
+                     r"#troubleshooting-(?P<slug>[a-z0-9-]+)$")
+
+
+def _aggregations(expr: str) -> list[str]:
+    """The label lists of every ``by (...)`` in an expression."""
+    return re.findall(r"\bby\s*\(([^)]*)\)", expr)
+
+
+def test_dashboard_shows_replication_per_destination():
+    dash = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names == ["datasource", "instance", "destination"]
+    for where, expr in dashboard_exprs():
+        if metric_names(expr) & PER_DESTINATION and where not in ("instance", "destination"):
+            assert 'destination=~"$destination"' in expr, f"{where}: {expr}"
+            for labels in _aggregations(expr):
+                assert "destination" in labels, f"{where} aggregates destinations away: {expr}"
+
+
+def test_replication_alerts_are_per_destination():
+    for r in load_rules():
+        if metric_names(r["expr"]) & PER_DESTINATION:
+            for labels in _aggregations(r["expr"]):
+                if "rrdsync_destination_ready" in r["expr"] and r["alert"] == "RrdsyncNotReady":
+                    continue  # "is any destination unready": per worker on purpose
+                assert "destination" in labels, f"{r['alert']}: {r['expr']}"
+
+
+def test_every_absent_has_a_job_selector_and_the_server_down_alert_waits():
+    rules = {r["alert"]: r for r in load_rules()}
+    for r in rules.values():
+        for inner in re.findall(r"absent\(([^)]*)\)", r["expr"]):
+            assert 'job="rrdsync"' in inner, f"{r['alert']}: {r['expr']}"
+    down = rules["RrdsyncStatusServerDown"]
+    assert down["expr"].replace(" ", "") == 'up{job="rrdsync"}==0' and down["for"]
+
+
+def runbook_slugs() -> dict[str, str]:
+    out = {}
+    for r in load_rules():
+        url = r["annotations"].get("runbook_url", "")
+        m = RUNBOOK.match(url)
+        assert m, f"{r['alert']}: runbook_url {url!r} is not a README troubleshooting anchor"
+        out[r["alert"]] = m.group("slug")
+    return out
+
+
+def test_every_alert_links_its_own_runbook():
+    slugs = runbook_slugs()
+    assert len(set(slugs.values())) == len(slugs)
+
+
+def _github_anchor(heading: str) -> str:
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_readme_has_the_troubleshooting_entries_the_alerts_link():
+    readme = (MONITORING.parent / "README.md").read_text()
+    anchors = {_github_anchor(h) for h in re.findall(r"^#+\s+(.+)$", readme, re.M)}
+    if "troubleshooting" not in anchors:
+        pytest.skip("README has no Troubleshooting section yet: the alerts link "
+                    "#troubleshooting-<slug> anchors (headings 'Troubleshooting: <slug words>')")
+    missing = sorted(s for s in runbook_slugs().values()
+                     if f"troubleshooting-{s}" not in anchors)
+    assert not missing, f"README lacks troubleshooting entries for {missing}"
