@@ -60,6 +60,8 @@ MEANING = {
     255: "ssh failed (destination unreachable, or authentication / host key refused)",
 }
 REFUSED = "invalid rsync-command syntax or options"  # rrsync's word for a refused option
+DISABLED = "has been disabled on this server"  # rrsync -no-del: "option --delete has been ..."
+BUSY = "Another instance of rrsync is already accessing"  # rrsync's one-run-per-dir lock
 _PROGRESS = re.compile(rb"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
 
@@ -102,7 +104,13 @@ class Result:
     @property
     def refused(self) -> bool:
         """An rrsync receiver refused an option (e.g. a delete option under -no-del)."""
-        return self.exit_code in (1, 12) and REFUSED in self.stderr
+        return self.exit_code in (1, 12) and (REFUSED in self.stderr or DISABLED in self.stderr)
+
+    @property
+    def busy(self) -> bool:
+        """An rrsync receiver was busy with another rsync into the same directory (it
+        allows one at a time): nothing ran, the same run may be tried again shortly."""
+        return self.exit_code in (1, 12) and BUSY in self.stderr
 
     def path_errors(self) -> tuple[list[PathError], list[str]]:
         return rsync_output.parse_errors(self.stderr)
