@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.fixtures.rrd import make_tree, wait_identical
-from tests.fixtures.sshd import make_sshd
+from tests.fixtures.sshd import give_to_worker, make_sshd
 from tests.integration.commands import (
     receiver_busy,
     rrdsync,
@@ -73,6 +73,35 @@ def test_check_permissive_receiver_reports_exact_version(permissive_sshd, source
     assert r.returncode == 0, r.stdout.decode()
     assert line(r, "destination rsync version") == f"[ok  ] destination rsync version: {version}"
     assert not (permissive_sshd.dest / ".rrdsync-probe").exists()
+
+
+def test_check_read_only_receiver_is_not_writable(world_dir, source, worker_env, cli):
+    """A destination that takes no writes (rrsync -ro): reachable, but the probe fails: 1."""
+    ro = make_sshd(world_dir, "ro", receiver="rrsync-ro")
+    try:
+        r = cli({**worker_env, **ro.env()}, "check")
+    finally:
+        ro.stop()
+    assert r.returncode == 1
+    assert line(r, "destination reachable").startswith("[ok  ]")
+    probe = line(r, "write probe")
+    assert probe.startswith("[FAIL]") and "read-only" in probe
+    assert not (ro.dest / ".rrdsync-probe").exists()
+
+
+def test_check_local_destination(world_dir, source, worker_env, cli):
+    """A local path (an NFS mount): no SSH, the probe written and removed, our rsync."""
+    dest = world_dir / "local-dest"
+    dest.mkdir()
+    give_to_worker(dest)
+    r = cli({**worker_env, "RRDSYNC_DEST": str(dest)}, "check")
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    assert line(r, "destination reachable") == \
+        f"[ok  ] destination reachable: local directory {dest}"
+    assert line(r, "probe removed").startswith("[ok  ]")
+    assert "host key" not in r.stdout.decode() and not (dest / ".rrdsync-probe").exists()
+    r = cli({**worker_env, "RRDSYNC_DEST": str(world_dir / "absent")}, "check")
+    assert r.returncode == 1 and line(r, "destination reachable").startswith("[FAIL]")
 
 
 def test_check_host_key_mismatch(sshd, source, worker_env, world_dir, cli):
