@@ -1,34 +1,99 @@
-"""``rrdsync check`` and ``rrdsync verify``: answers for a human at a terminal.
+"""``rrdsync check``: what a first deployment needs proven, for a human at a terminal.
 
-``check`` proves, step by step, what a first deployment needs: the configuration is
-valid, the destination answers, its host key is the one in known_hosts, and we can
-write there (a probe file, removed again where the destination allows deletes).
-``verify`` compares source and destination by content (rsync --checksum, dry run)
-and lists what differs, one path per line, escaped the way rsync escapes names.
+For every destination in ``RRDSYNC_DEST`` (a ``# <label>`` header before each when there
+are several): it answers (the SSH master comes up), its host key is the one we trust, we
+can write there (a probe file ``.rrdsync-probe`` at its root, sent the way the worker
+sends: ``--files-from``, NUL-separated), the probe is removed again where the
+destination allows deletes (a write-only ``rrsync -no-del`` receiver keeps it: a
+warning, not a failure), and which rsync it runs. Exit 0 when every destination passed,
+1 when any is unreachable or not writable.
+
+``Session`` is one destination opened for a one-shot command (``check``, ``verify``):
+its SSH master, an ``Rsync`` for it, and the one retry policy those commands share. An
+rrsync receiver lets one rsync at a time into a directory ("Another instance of rrsync
+is already accessing this directory"): a worker sending to the same destination makes
+a one-shot run meet that, so it is tried again a few times after a short wait, and the
+user is told.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .config import SidecarConfig
-from .rsync_output import OUT_PREFIX
+from .config import Destination, SidecarConfig
+from .rsync_output import remote_protocol, rsync_version
 from .ssh import SshError, SshMaster, classify_ssh_error
-from .transfer import Rsync
-
-SENT_PREFIX = OUT_PREFIX.decode()
+from .threads import Beat, Stop
+from .transfer import Result, Rsync, write_list
 
 PROBE = ".rrdsync-probe"
 NS_MTIME_MIN = (3, 1, 3)
+BUSY_WAITS = (0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0)  # seconds; 12.5 s in all, then give up
+
+
+class Session:
+    """One destination opened for a one-shot command. ``connect`` raises ``SshError``."""
+
+    def __init__(self, cfg: SidecarConfig, dest: Destination, say: Callable[[str], None]) -> None:
+        self.cfg = cfg
+        self.dest = dest
+        self.say = say  # how this command tells the user about a retry
+        self.stop = Stop()  # never requested: Ctrl-C ends a one-shot command
+        self.beat = Beat(dest.label)
+        self.ssh: SshMaster | None = None
+        self.rsync: Rsync | None = None
+        self.retried = 0
+        self._workdir = Path(tempfile.mkdtemp(prefix="rrdsync-cmd-"))
+
+    def connect(self) -> Rsync:
+        if self.dest.is_remote:
+            self.ssh = SshMaster(self.cfg, self.dest)
+            self.ssh.ensure(self.stop, self.beat)
+        self.rsync = Rsync(self.cfg, self.dest, self.ssh, self._workdir / "rsync")
+        return self.rsync
+
+    def run(self, attempt: Callable[[], Result]) -> Result:
+        """``attempt()``, again while the receiver is busy with another rsync."""
+        res = attempt()
+        for n, wait in enumerate(BUSY_WAITS, 1):
+            if not res.busy:
+                break
+            self.say(f"the receiver is busy with another rsync (a worker sending to it?); "
+                     f"retry {n} of {len(BUSY_WAITS)} in {wait:g}s")
+            time.sleep(wait)
+            self.retried += 1
+            res = attempt()
+        return res
+
+    def scratch(self, name: str) -> Path:
+        """A private directory for this command's own files (a probe, an empty source)."""
+        d = self._workdir / name
+        d.mkdir(exist_ok=True)
+        return d
+
+    def close(self) -> None:
+        if self.ssh is not None:
+            self.ssh.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Report:
+    """``[ok  ]``/``[FAIL]``/``[warn]`` lines; any FAIL makes the command exit 1."""
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.failed = False
@@ -41,138 +106,103 @@ class Report:
             self.failed = True
 
 
-def _remote_rsync_version(ssh: SshMaster, host: str) -> str | None:
-    """Ask the destination's rsync for its version; an rrsync-restricted key refuses
-    arbitrary commands, so fall back to the protocol version seen in a handshake."""
-    r = subprocess.run([*ssh.ssh_argv(), host, "rsync", "--version"], capture_output=True,
-                       stdin=subprocess.DEVNULL, timeout=30)
-    m = re.search(rb"rsync\s+version\s+v?([0-9][0-9.]*\w*)", r.stdout)
-    return m.group(1).decode() if m else None
-
-
-def _version_tuple(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
-
-
 def check(cfg: SidecarConfig, out: TextIO = sys.stdout) -> int:
     rep = Report(out)
-    assert cfg.dest is not None
-    rep.line(True, "configuration", f"source {cfg.source_dir}, destination {cfg.dest}")
-    ssh = None
-    rsync = None
+    where = ", ".join(d.label for d in cfg.dests)
+    rep.line(True, "configuration", f"source {cfg.source_dir}, "
+             f"destination{'s' if len(cfg.dests) > 1 else ''} {where}")
+    for dest in cfg.dests:
+        if len(cfg.dests) > 1:
+            out.write(f"# {dest.label}\n")
+        with Session(cfg, dest, lambda text: rep.line(None, "receiver busy", text)) as s:
+            _check_one(s, rep)
+    return 1 if rep.failed else 0
+
+
+def _check_one(s: Session, rep: Report) -> None:
+    cfg, dest = s.cfg, s.dest
+    started = time.monotonic()
     try:
-        if cfg.dest.is_remote:
-            try:
-                ssh = SshMaster(cfg, cfg.dests[0])
-                started = time.monotonic()
-                ssh.ensure()
-            except SshError as e:
-                rep.line(False, "destination reachable", classify_ssh_error(str(e)))
-                return 1
-            rep.line(True, "destination reachable",
-                     f"{cfg.dest.ssh_host()} port {cfg.ssh_port} "
-                     f"({time.monotonic() - started:.2f}s)")
-            policy = ("matches RRDSYNC_KNOWN_HOSTS" if cfg.ssh_host_key_policy == "strict"
-                      else "accepted (RRDSYNC_SSH_HOST_KEY_POLICY=accept-new)")
-            rep.line(True, "host key verified", policy)
-            version = _remote_rsync_version(ssh, cfg.dest.ssh_host())
-        else:
-            version = _local_rsync_version()
-        rsync = Rsync(cfg, cfg.dests[0], ssh, Path(tempfile.mkdtemp(prefix="rrdsync-check-")))
-        _probe(cfg, rsync, rep, version)
-        return 1 if rep.failed else 0
-    finally:
-        if rsync is not None:
-            rsync.close()
-        if ssh is not None:
-            ssh.close()
-
-
-def _local_rsync_version() -> str | None:
-    r = subprocess.run(["rsync", "--version"], capture_output=True, text=True)
-    m = re.search(r"version\s+v?([0-9][0-9.]*\w*)", r.stdout)
-    return m.group(1) if m else None
-
-
-def _probe(cfg: SidecarConfig, rsync: Rsync, rep: Report, version: str | None) -> None:
-    with tempfile.TemporaryDirectory(prefix="rrdsync-probe-") as tmp:
-        src = Path(tmp) / "src"
-        src.mkdir()
-        (src / PROBE).write_text(f"rrdsync write probe {time.time():.0f}\n")
-        listing = Path(tmp) / "list"
-        listing.write_bytes(PROBE.encode() + b"\0")
-        base = [a for a in rsync.base_argv() if not a.startswith("--out-format")]
-        vv = [*base, "-vv", "--from0", f"--files-from={listing}", f"{src}/",
-              cfg.dest.rsync_target()]
-        res = subprocess.run(vv, capture_output=True, timeout=cfg.timeout + 30)
-        if version is None:
-            m = re.search(rb"remote=(\d+)", res.stdout + res.stderr)
-            if m:
-                proto = int(m.group(1))
-                version = {31: "3.1.x (protocol 31)", 32: "3.2.0+ (protocol 32)"}.get(
-                    proto, f"protocol {proto}")
-        if res.returncode != 0:
-            tail = (res.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
-            rep.line(False, "write probe", f"rsync exit {res.returncode}: {tail}")
-            return
-        rep.line(True, "write probe", f"{PROBE} written at the destination root")
-        empty = Path(tmp) / "empty"
-        empty.mkdir()
-        rm = subprocess.run([*base, "--from0", f"--files-from={listing}",
-                             "--delete-missing-args", f"{empty}/", cfg.dest.rsync_target()],
-                            capture_output=True, timeout=cfg.timeout + 30)
-        if rm.returncode == 0:
-            rep.line(True, "probe removed")
-        else:
-            rep.line(None, "probe left in place",
-                     "the destination refuses deletes (e.g. rrsync -no-del); "
-                     "expected for a write-only receiver")
-    if version is None:
-        rep.line(None, "destination rsync version", "unknown")
-    elif "protocol" in version or _version_tuple(version) >= NS_MTIME_MIN:
-        note = "" if "protocol 31" not in version else " (nanosecond mtimes need 3.1.3+)"
-        rep.line(True if not note else None, "destination rsync version", version + note)
+        s.connect()
+    except SshError as e:
+        rep.line(False, "destination reachable", classify_ssh_error(str(e)))
+        return
+    assert s.rsync is not None
+    if s.ssh is not None:
+        rep.line(True, "destination reachable", f"{dest.ssh_host()} port {s.ssh.port} "
+                 f"({time.monotonic() - started:.2f}s)")
+        rep.line(True, "host key verified",
+                 "matches RRDSYNC_KNOWN_HOSTS" if cfg.ssh_host_key_policy == "strict" else
+                 f"accepted (RRDSYNC_SSH_HOST_KEY_POLICY=accept-new; learned keys in "
+                 f"{cfg.state_dir / 'known_hosts'})")
+        version = _run_version([*s.ssh.ssh_argv(), dest.ssh_host(), "rsync", "--version"],
+                               cfg.timeout + 5)
     else:
-        rep.line(None, "destination rsync version",
-                 f"{version}: older than 3.1.3, nanosecond mtime comparison is unavailable")
+        if not Path(dest.path).is_dir():
+            rep.line(False, "destination reachable", f"{dest.path} is not a directory")
+            return
+        rep.line(True, "destination reachable", f"local directory {dest.path}")
+        version = _run_version(["rsync", "--version"], 30)
+    _version_line(rep, version, _probe(s, rep))
 
 
-def verify(cfg: SidecarConfig, out: TextIO = sys.stdout) -> int:
-    """0 identical, 1 drift (listed). Files only at the destination count only with delete."""
-    ssh = SshMaster(cfg, cfg.dests[0]) if cfg.dests[0].is_remote else None
-    rsync = Rsync(cfg, cfg.dests[0], ssh, Path(tempfile.mkdtemp(prefix="rrdsync-check-")))
+def _run_version(argv: list[str], timeout: float) -> str | None:
+    """``rsync --version`` there; None where refused (an rrsync key runs nothing else)."""
     try:
-        if ssh is not None:
-            try:
-                ssh.ensure()
-            except SshError as e:
-                sys.stderr.write(f"rrdsync verify: {classify_ssh_error(str(e))}\n")
-                return 1
-        argv = [*rsync.base_argv(), "--dry-run", "--recursive", "--checksum",
-                *rsync.filter_args(), "--delete", rsync.source_arg(),
-                cfg.dest.rsync_target()]
-        proc = subprocess.run(argv, capture_output=True, timeout=None)
-        drift = 0
-        for line in proc.stdout.split(b"\n"):
-            if not line.startswith(SENT_PREFIX.encode()):
-                continue
-            item, _n, name = line[len(SENT_PREFIX):].split(b":", 2)
-            is_delete = item.startswith(b"*")
-            if name.endswith(b"/") or (item[1:2] not in (b"f",) and not is_delete):
-                continue
-            if is_delete and not cfg.delete:
-                continue
-            drift += 1
-            # rsync already escaped unprintable bytes as \#ooo: print the name as is
-            out.buffer.write(name + b"\n") if hasattr(out, "buffer") else out.write(
-                name.decode(errors="replace") + "\n")
-        out.flush()
-        if proc.returncode not in (0, 24):
-            tail = (proc.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
-            sys.stderr.write(f"rrdsync verify: rsync exit {proc.returncode}: {tail}\n")
-            return 1
-        return 1 if drift else 0
-    finally:
-        rsync.close()
-        if ssh is not None:
-            ssh.close()
+        r = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
+                           timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return rsync_version(r.stdout.decode(errors="replace")) if r.returncode == 0 else None
+
+
+def _probe(s: Session, rep: Report) -> int | None:
+    """Write the probe, remove it where allowed; the protocol the receiver spoke."""
+    assert s.rsync is not None
+    rsync = s.rsync
+    src = s.scratch("probe")
+    (src / PROBE).write_text(f"rrdsync write probe {time.time():.0f}\n")
+    listing = s.scratch("lists") / "probe"
+    write_list(listing, [PROBE])
+    files = ["--from0", f"--files-from={listing}"]
+    # --debug=proto names the receiver's protocol; --msgs2stderr puts that line (and the
+    # itemized ones, not needed here) on stderr, where Result keeps it
+    res = s.run(lambda: rsync.run([*rsync.base_argv(), "--debug=proto", "--msgs2stderr",
+                                   *files, f"{src}/", rsync.target()], s.stop, s.beat))
+    protocol = remote_protocol(res.stderr)
+    if res.exit_code != 0:
+        why = "the receiver stayed busy with another rsync" if res.busy else res.error
+        rep.line(False, "write probe", str(why))
+        return protocol
+    rep.line(True, "write probe", f"{PROBE} written at the destination root")
+    empty = s.scratch("empty")
+    rm = s.run(lambda: rsync.run([*rsync.base_argv(), *files, "--delete-missing-args",
+                                  f"{empty}/", rsync.target()], s.stop, s.beat))
+    if rm.refused:
+        rep.line(None, "probe left in place", "write-only receiver refuses deletes "
+                 "(rrsync -no-del: expected; RRDSYNC_DELETE=true would not mirror deletions)")
+    elif rm.exit_code == 0 and PROBE in rm.deleted:
+        rep.line(True, "probe removed")
+    else:
+        rep.line(None, "probe left in place", str(rm.error or "rsync did not delete it"))
+    return protocol
+
+
+def _version_line(rep: Report, version: str | None, protocol: int | None) -> None:
+    what = "destination rsync version"
+    if version is not None:
+        if tuple(int(x) for x in re.findall(r"\d+", version)[:3]) >= NS_MTIME_MIN:
+            rep.line(True, what, version)
+        else:
+            rep.line(None, what, f"{version}: older than 3.1.3, nanosecond mtime "
+                     "comparison is unavailable")
+    elif protocol is not None and protocol >= 32:
+        rep.line(True, what, f"3.2.0 or newer (protocol {protocol}; the receiver refuses "
+                 "`rsync --version`)")
+    elif protocol == 31:
+        rep.line(None, what, "3.1.x (protocol 31): nanosecond mtime comparison needs 3.1.3+")
+    elif protocol is not None:
+        rep.line(None, what, f"protocol {protocol}: older than 3.1, nanosecond mtime "
+                 "comparison is unavailable")
+    else:
+        rep.line(None, what, "unknown")

@@ -18,9 +18,22 @@ COMMANDS = {
     "run": "the sync worker: reconcile, then watch, batch, send, retry, forever",
     "serve": "the status server: /healthz, /readyz, /metrics",
     "once": "one full reconciliation, then exit (0 in sync, 1 failed)",
-    "check": "validate configuration, reach the destination, prove it is writable",
-    "verify": "compare source and destination by content; list what differs",
+    "check": "validate configuration, reach each destination, prove it is writable",
+    "verify": "compare source and destination by content; list what differs "
+    "(--repair: re-send it)",
     "config": "print the effective configuration (secrets redacted)",
+}
+EPILOGS = {
+    "verify": "Prints, for each destination, one relative path per line (unprintable bytes "
+    "escaped \\#ooo, as rsync does): files missing or different there, and files found "
+    "only there when RRDSYNC_DELETE=true. With several destinations, each list follows a "
+    "line '# <destination>'. With --repair, '# repaired N files' and the paths repaired "
+    "follow, then '# still different after repair: N files' and those paths if any are "
+    "left. Problems (unreachable, failed, warnings) go to stderr. Exit 0 identical (after "
+    "repair, with --repair), 1 drift or a destination failed, 2 configuration error.",
+    "check": "With several destinations, each destination's lines follow a line "
+    "'# <destination>'. Exit 0 all ok, 1 a destination unreachable or not writable, "
+    "2 configuration error.",
 }
 
 
@@ -31,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rrdsync {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in COMMANDS.items():
-        sp = sub.add_parser(name, help=text, description=text)
+        sp = sub.add_parser(name, help=text, description=text, epilog=EPILOGS.get(name))
+        if name == "verify":
+            sp.add_argument("--repair", action="store_true",
+                            help="re-send exactly the files that differ or are missing, in "
+                            "full (--ignore-times), then compare again")
         if name == "config":
             sp.add_argument("--role", choices=config.ROLES, default=config.SIDECAR,
                             help="validate and print the variables of this role"
@@ -88,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return check(cfg)
     if args.command == "verify":
-        from .check import verify
+        from .verify import verify
 
-        return verify(cfg)
+        return verify(cfg, repair=args.repair)
 
     from .engine import Engine
     from .status.publish import NullPublisher, Publisher

@@ -172,7 +172,7 @@ class Engine:
             self._watch_health(now)
         self._rescans(now)
         for r in self.replicas:
-            if r.thread is not None and not r.alive():
+            if r.crashed:
                 LOG.error("thread_died", "a destination's loop died; exiting so that the "
                           "worker is restarted", destination=r.dest.label)
                 return False

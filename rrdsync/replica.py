@@ -31,6 +31,7 @@ from .transfer import Result, Rsync
 
 LOG = log.get("replica")
 RRDCACHED_TIMEOUT = 10.0
+BUSY_RETRY = 1.0
 
 
 class Replica:
@@ -67,6 +68,7 @@ class Replica:
         self.gave_up: str | None = None  # once: why this destination could not finish
         self.ssh_seen = 0
         self.thread: threading.Thread | None = None
+        self.crashed = False  # the loop ended on an exception (a bug): the worker exits 1
         self.summary = {"batches": 0, "files": 0, "bytes": 0, "max_lag_s": 0.0}
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -99,8 +101,8 @@ class Replica:
                 else:
                     getattr(self, "_" + action.kind)()
         except Exception:
+            self.crashed = True
             LOG.exception("destination_loop_died", destination=self.dest.label)
-            raise
 
     def view(self) -> plan.View:
         now = time.monotonic()
@@ -126,7 +128,7 @@ class Replica:
         paths are not retried), or when the destination failed."""
         if self.gave_up is not None:
             return True
-        return self.reconciled and len(self.pending) == 0
+        return self.reconciled and len(self.pending) == 0 and not self.deletions_due
 
     def once_ok(self) -> bool:
         """``rrdsync once`` succeeded for this destination: in sync, nothing failing."""
@@ -343,8 +345,18 @@ class Replica:
         LOG.warning("delete_refused_by_destination", reason, destination=self.dest.label,
                     error=res.error)
 
-    def _run_failed(self, kind: str, error: str, exit_code: int, duration: float) -> None:
-        delay = self.failures.run_failed(error, time.monotonic())
+    def _run_failed(self, kind: str, error: str, exit_code: int, duration: float,
+                    busy: bool = False) -> None:
+        now = time.monotonic()
+        delay = self.failures.run_failed(error, now)
+        if busy:  # rrsync's one-run-per-directory lock (a verify, another worker): soon
+            delay = BUSY_RETRY
+            self.failures.retry_at = now + delay
+            LOG.info("destination_busy", "another rsync holds the receiver's lock; "
+                     f"retrying in {delay:g}s", destination=self.dest.label, kind=kind)
+            if self.failures.consecutive * delay < self.cfg.max_lag:
+                return
+
         LOG.log(logging.ERROR if self.failures.consecutive > 1 else logging.WARNING, "send_failed",
                 destination=self.dest.label, kind=kind, error=error, exit_code=exit_code,
                 attempt=self.failures.consecutive, retry_in_s=delay,
@@ -385,7 +397,7 @@ class Replica:
         if res is None:
             return
         if out.dest_error:
-            self._run_failed(kind, out.dest_error, res.exit_code, res.duration)
+            self._run_failed(kind, out.dest_error, res.exit_code, res.duration, busy=res.busy)
             return
         if self.failures.run_succeeded():
             LOG.info("destination_recovered", destination=self.dest.label)

@@ -26,6 +26,7 @@ _ERROR = re.compile(r'^rsync: \[(?P<side>sender|receiver|generator)\] (?P<what>.
 _VANISHED = re.compile(r'^file has vanished: "(?P<path>.*)"$')
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9]{6}$")
 _VERSION = re.compile(r"version\s+v?(\d+\.\d+(?:\.\d+)?\w*)")
+_PROTOCOL = re.compile(r"Protocol versions: remote=(\d+)")
 
 
 def unescape(name: bytes) -> bytes:
@@ -37,6 +38,14 @@ def rsync_version(text: str) -> str | None:
     """``3.2.7`` from ``rsync --version`` output."""
     m = _VERSION.search(text)
     return m.group(1) if m else None
+
+
+def remote_protocol(text: str) -> int | None:
+    """The other end's protocol number from ``--debug=proto`` output
+    (``(Client) Protocol versions: remote=32, negotiated=32``): all an rrsync receiver,
+    which refuses ``rsync --version``, lets us learn about its rsync."""
+    m = _PROTOCOL.search(text)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,9 @@ MEANING = {
     35: "timeout waiting for daemon connection",
     255: "ssh failed (destination unreachable, or authentication / host key refused)",
 }
-# rrsync's words for an option it refuses: a malformed or unknown one, and one its flags
-# (-no-del, -ro, -wo) disabled
-REFUSED = ("invalid rsync-command syntax or options", "has been disabled on this server")
+REFUSED = "invalid rsync-command syntax or options"  # rrsync's word for a refused option
+DISABLED = "has been disabled on this server"  # rrsync -no-del: "option --delete has been ..."
+BUSY = "Another instance of rrsync is already accessing"  # rrsync's one-run-per-dir lock
 _PROGRESS = re.compile(rb"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
 
@@ -104,7 +104,13 @@ class Result:
     @property
     def refused(self) -> bool:
         """An rrsync receiver refused an option (e.g. a delete option under -no-del)."""
-        return self.exit_code in (1, 12) and any(r in self.stderr for r in REFUSED)
+        return self.exit_code in (1, 12) and (REFUSED in self.stderr or DISABLED in self.stderr)
+
+    @property
+    def busy(self) -> bool:
+        """An rrsync receiver was busy with another rsync into the same directory (it
+        allows one at a time): nothing ran, the same run may be tried again shortly."""
+        return self.exit_code in (1, 12) and BUSY in self.stderr
 
     def path_errors(self) -> tuple[list[PathError], list[str]]:
         return rsync_output.parse_errors(self.stderr)
@@ -180,7 +186,7 @@ class Rsync:
         res = self.run(argv, stop, beat)
         if not ignore_times and self.ns_mtime and res.refused and not delete_missing:
             self.ns_mtime = False
-            LOG.warning("ns_mtime_refused",
+            LOG.info("ns_mtime_refused",
                         "the destination refuses nanosecond mtime comparison (rrsync); "
                         "comparing whole seconds, with files changed around the last stop "
                         "sent in full at startup", destination=self.dest.label,

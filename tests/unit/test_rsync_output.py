@@ -7,6 +7,7 @@ from rrdsync.rsync_output import (
     PathError,
     parse_errors,
     parse_item,
+    remote_protocol,
     rsync_version,
     unescape,
     vanished,
@@ -68,3 +69,9 @@ def test_receiver_paths_are_matched_by_their_longest_tail():
 def test_version():
     assert rsync_version("rsync  version 3.2.7  protocol version 31") == "3.2.7"
     assert rsync_version("nothing") is None
+
+
+def test_remote_protocol_from_debug_output():
+    """What an rrsync receiver (which refuses `rsync --version`) tells about its rsync."""
+    assert remote_protocol("(Client) Protocol versions: remote=31, negotiated=31\n") == 31
+    assert remote_protocol("rsync: connection unexpectedly closed\n") is None

@@ -72,3 +72,19 @@ def test_refusal_by_rrsync_is_recognised():
     msg = "/usr/bin/rrsync error: invalid rsync-command syntax or options\n"
     assert Result(1, 0, stderr=msg).refused and Result(12, 0, stderr=msg).refused
     assert not Result(12, 0, stderr="connection closed\n").refused
+
+
+def test_delete_refusal_by_rrsync_no_del_is_recognised():
+    """rrsync -no-del names the option it refuses ("option --delete has been disabled on
+    this server."), not the generic "invalid rsync-command" line."""
+    msg = ("/usr/bin/rrsync error: option --delete has been disabled on this server.\n"
+           "rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n")
+    assert Result(12, 0, stderr=msg).refused and not Result(12, 0, stderr=msg).busy
+
+
+def test_busy_rrsync_receiver_is_recognised():
+    msg = ("/usr/bin/rrsync error: Another instance of rrsync is already accessing this "
+           "directory.\nrsync: connection unexpectedly closed (0 bytes received so far)\n")
+    res = Result(12, 0, stderr=msg)
+    assert res.busy and not res.refused and not res.completed
+    assert not Result(12, 0, stderr="connection closed\n").busy
