@@ -93,7 +93,7 @@ def installed(values: dict[str, Any], chart: Path = CHART, name: str = RELEASE) 
     return [d for d in objects(values, chart, name) if not is_hook(d)]
 
 
-def test_pod(docs: list[dict]) -> dict:
+def hook_pod(docs: list[dict]) -> dict:
     """The `helm test` hook pod."""
     found = [d for d in docs if d["kind"] == "Pod"
              and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
@@ -195,6 +195,28 @@ def walk_strings(node: Any) -> Iterator[str]:
             yield from walk_strings(v)
     elif isinstance(node, str):
         yield node
+
+
+def engine_accepts(env: dict[str, str], role: str = "sidecar") -> None:
+    """rrdsync's own configuration loader accepts this environment (no file checks).
+    The loader's entry points are load_sidecar/load_receiver (DESIGN's interface) or,
+    in older trees, load(env, role=...)."""
+    from rrdsync import config
+
+    if hasattr(config, "load_sidecar"):
+        if role == "receiver":
+            config.load_receiver(env)
+        else:
+            config.load_sidecar(env, require_paths=False)
+    else:
+        config.load(env, role=role, require_paths=False)
+
+
+def engine_takes_several_destinations() -> bool:
+    """Whether this tree's loader knows comma-separated RRDSYNC_DEST (issue 11)."""
+    from rrdsync import config
+
+    return hasattr(config, "load_sidecar")
 
 
 def package_version() -> str:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fixtures.containers import Engine, http_get, keygen, wait_http
-from tests.helm.chart import by_kind, installed, merged, objects, test_pod, validate
+from tests.helm.chart import by_kind, hook_pod, installed, merged, objects, validate
 
 pytestmark = [pytest.mark.helm, pytest.mark.container, pytest.mark.slow]
 
@@ -260,7 +260,7 @@ def test_receiver_and_sidecar_under_kube_play(kube: KubePlay, rrdsync_image: str
     # `helm test`: the hook pod runs `rrdsync check` with the release's ConfigMap and
     # Secret (read-only root, an empty source, its own state dir) and exits 0 only when
     # it wrote its probe at the receiver.
-    hook = test_pod(objects(side_values, name=side_release))
+    hook = hook_pod(objects(side_values, name=side_release))
     validate(hook)
     # (podman reads a ConfigMap only from the file it plays: the release's goes along.)
     kube.play("check", adapt_for_podman(
