@@ -284,6 +284,9 @@ checksum/secret: {{ printf "%s|%s" (include "rrdsync.secretData" .) .Values.ssh.
       {{- fail (printf "destination %q is listed twice (user@ aside): each destination once" .label) }}
     {{- end }}
     {{- $_ := set $seen .label true }}
+    {{- if and (hasPrefix "ssh://" .entry) (not (regexMatch `^ssh://([^@/]*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._][A-Za-z0-9._-]*)(:[0-9]+)?/` .entry)) }}
+      {{- fail (printf "destination %q: expected ssh://[user@]host[:port]/abs/path" .entry) }}
+    {{- end }}
     {{- if and .portText (or (lt (int .port) 1) (gt (int .port) 65535)) }}
       {{- fail (printf "destination %q: the port must be 1-65535" .entry) }}
     {{- end }}
