@@ -49,8 +49,7 @@ app.kubernetes.io/component: {{ .Values.role }}
 {{- define "rrdsync.annotations" -}}
 {{- $a := merge (deepCopy (default (dict) .extra)) (deepCopy (default (dict) .ctx.Values.commonAnnotations)) }}
 {{- if $a }}
-annotations:
-  {{- toYaml $a | nindent 2 }}
+{{- printf "annotations:\n%s" (toYaml $a | indent 2) }}
 {{- end }}
 {{- end }}
 
