@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
 import tomllib
+import typing
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,10 @@ NAMESPACE = "rrd"
 # kubernetes-validate 1.37.0).
 KUBE_VERSION = kubernetes_validate.latest_version()
 
-# Kinds from CRDs that kubernetes-validate has no schema for; checked structurally.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# Kinds from the Prometheus Operator's CRDs, which kubernetes-validate has no schema for:
+# checked against the operator's own API types (see validate_crd).
+CRD_KINDS = {("monitoring.coreos.com/v1", k) for k in ("ServiceMonitor", "PodMonitor",
+                                                       "PrometheusRule")}
 
 # The smallest values a sidecar install accepts (the same as ci/minimal-values.yaml).
 MINIMAL: dict[str, Any] = {
@@ -69,7 +74,8 @@ def render_files(
 
 
 def objects(values: dict[str, Any], chart: Path = CHART, name: str = RELEASE) -> list[dict]:
-    """The Kubernetes objects a release would create (NOTES.txt left out)."""
+    """Every object rendered, hooks included, as `helm template` prints them (NOTES.txt
+    left out)."""
     docs = []
     for path, text in sorted(render_files(values, chart, name).items()):
         if path.endswith("NOTES.txt"):
@@ -78,16 +84,88 @@ def objects(values: dict[str, Any], chart: Path = CHART, name: str = RELEASE) ->
     return docs
 
 
+def is_hook(doc: dict) -> bool:
+    return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
+
+
+def installed(values: dict[str, Any], chart: Path = CHART, name: str = RELEASE) -> list[dict]:
+    """The objects `helm install` creates: hooks (the `helm test` pod) are left out."""
+    return [d for d in objects(values, chart, name) if not is_hook(d)]
+
+
+def hook_pod(docs: list[dict]) -> dict:
+    """The `helm test` hook pod."""
+    found = [d for d in docs if d["kind"] == "Pod"
+             and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert len(found) == 1, [d["metadata"]["name"] for d in found]
+    return found[0]
+
+
 def notes(values: dict[str, Any]) -> str:
     return next(t for p, t in render_files(values).items() if p.endswith("NOTES.txt"))
 
 
-def validate(doc: dict) -> None:
+def validate(doc: dict, kube_version: str = KUBE_VERSION) -> None:
     """Strict schema validation: unknown fields and wrong types fail."""
     if (doc.get("apiVersion"), doc.get("kind")) in CRD_KINDS:
-        assert doc["metadata"]["name"] and doc["spec"]["endpoints"], doc
+        validate_crd(doc)
         return
-    kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+@cache
+def _operator_types():
+    # The Prometheus Operator's API types as pydantic models (cloudcoil's models are
+    # generated from the operator's CRDs); imported once, it takes a few seconds.
+    from cloudcoil.models.prometheus_operator import v1
+
+    return v1
+
+
+def validate_crd(doc: dict) -> None:
+    """A Prometheus Operator object against the operator's own types: types and enums by
+    pydantic, and (strictly, as kubernetes-validate does for core kinds) no field that
+    the CRD does not define, at any depth."""
+    model = getattr(_operator_types(), doc["kind"])
+    model.model_validate(doc)
+    unknown = _unknown_fields(model, doc, doc["kind"])
+    assert not unknown, f"fields the {doc['kind']} CRD does not define: {unknown}"
+
+
+def _unknown_fields(annotation: Any, value: Any, where: str) -> list[str]:
+    from pydantic import BaseModel
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union:
+        found = [_unknown_fields(a, value, where) for a in args if a is not type(None)]
+        return min(found, key=len) if found else []
+    if origin in (list, typing.List) and isinstance(value, list):  # noqa: UP006
+        return [e for i, v in enumerate(value) for e in _unknown_fields(args[0], v,
+                                                                        f"{where}[{i}]")]
+    if origin in (dict, typing.Dict) and isinstance(value, dict):  # noqa: UP006
+        return [e for k, v in value.items() for e in _unknown_fields(args[1], v,
+                                                                     f"{where}.{k}")]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) \
+            and isinstance(value, dict):
+        fields = {(f.alias or n): f for n, f in annotation.model_fields.items()}
+        out = []
+        for key, v in value.items():
+            if key not in fields:
+                out.append(f"{where}.{key}")
+            else:
+                out += _unknown_fields(fields[key].annotation, v, f"{where}.{key}")
+        return out
+    return []
+
+
+def promtool_check_rules(rule: dict, tmp: Path) -> str:
+    """`promtool check rules` on a PrometheusRule's groups (Debian's prometheus package)."""
+    path = tmp / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    proc = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
@@ -117,6 +195,16 @@ def walk_strings(node: Any) -> Iterator[str]:
             yield from walk_strings(v)
     elif isinstance(node, str):
         yield node
+
+
+def engine_accepts(env: dict[str, str], role: str = "sidecar") -> None:
+    """rrdsync's own configuration loader accepts this environment (no file checks)."""
+    from rrdsync import config
+
+    if role == "receiver":
+        config.load_receiver(env)
+    else:
+        config.load_sidecar(env, require_paths=False)
 
 
 def package_version() -> str:

@@ -1,6 +1,7 @@
 """End to end with the rendered manifests: `podman kube play` runs the chart's receiver
 and sidecar (the real image, the real engine) until the sidecar's /readyz answers 200
-and a file written to the source arrives at the receiver.
+and a file written to the source arrives at the receiver; then the chart's `helm test`
+pod (`rrdsync check`) runs against the receiver and must succeed.
 
 Podman 4.3 is not Kubernetes. Where it falls short, only the test's copy of the
 rendered objects is changed, in ``adapt_for_podman`` below and nowhere else; the
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fixtures.containers import Engine, http_get, keygen, wait_http
-from tests.helm.chart import by_kind, merged, objects, validate
+from tests.helm.chart import by_kind, hook_pod, installed, merged, objects, validate
 
 pytestmark = [pytest.mark.helm, pytest.mark.container, pytest.mark.slow]
 
@@ -44,7 +45,7 @@ def adapt_for_podman(docs: list[dict], secrets_dir: Path) -> list[dict]:
     The test therefore asks /readyz and /healthz itself, as the kubelet would.
     Everything else (Deployment, ConfigMap via envFrom, PVCs as podman volumes,
     emptyDirs, the hostPath source, securityContext with a read-only root) runs as
-    rendered.
+    rendered. The same two changes apply to a bare Pod (the `helm test` pod).
     """
     docs = copy.deepcopy(docs)
     stored = {d["metadata"]["name"]: d.get("data", {}) for d in by_kind(docs, "Secret")}
@@ -52,8 +53,9 @@ def adapt_for_podman(docs: list[dict], secrets_dir: Path) -> list[dict]:
     for doc in docs:
         if doc["kind"] == "Secret":
             continue
-        if doc["kind"] == "Deployment":
-            spec = doc["spec"]["template"]["spec"]
+        if doc["kind"] in ("Deployment", "Pod"):
+            spec = (doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment"
+                    else doc["spec"])
             for vol in spec["volumes"]:
                 if "secret" not in vol:
                     continue
@@ -91,9 +93,11 @@ class KubePlay:
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         self.files.append(path)
         self.volumes += [c["metadata"]["name"] for c in by_kind(docs, "PersistentVolumeClaim")]
-        for dep in by_kind(docs, "Deployment"):  # emptyDirs are named volumes in podman
-            self.volumes += [v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]
-                             if "emptyDir" in v]
+        for doc in docs:  # emptyDirs are named volumes in podman
+            if doc["kind"] in ("Deployment", "Pod"):
+                spec = (doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment"
+                        else doc["spec"])
+                self.volumes += [v["name"] for v in spec["volumes"] if "emptyDir" in v]
         self.engine("kube", "play", "--network", self.network, str(path), timeout=180)
 
     def replay(self, name: str) -> None:
@@ -190,7 +194,7 @@ def test_receiver_and_sidecar_under_kube_play(kube: KubePlay, rrdsync_image: str
     recv_values = merged(image, {"role": "receiver", "receiver": {
         "authorizedKeys": [key.with_suffix(".pub").read_text().strip()],
         "persistence": {"size": "1Gi"}}})
-    recv_docs = objects(recv_values, name=recv_release)
+    recv_docs = installed(recv_values, name=recv_release)
     for doc in recv_docs:
         validate(doc)
     kube.play("receiver", adapt_for_podman(recv_docs, tmp_path / "secrets"))
@@ -217,7 +221,7 @@ def test_receiver_and_sidecar_under_kube_play(kube: KubePlay, rrdsync_image: str
                 "knownHosts": f"[{recv_ip}]:2222 {host_key}"},
         "source": {"hostPath": str(src)},
     })
-    side_docs = objects(side_values, name=side_release)
+    side_docs = installed(side_values, name=side_release)
     for doc in side_docs:
         validate(doc)
     kube.play("sidecar", adapt_for_podman(side_docs, tmp_path / "secrets"))
@@ -252,6 +256,21 @@ def test_receiver_and_sidecar_under_kube_play(kube: KubePlay, rrdsync_image: str
     side = kube.container(side_release)
     assert kube.engine("exec", side, "id", "-u").stdout.strip() == "10001"
     assert kube.engine("exec", side, "touch", "/etc/x", check=False).returncode != 0
+
+    # `helm test`: the hook pod runs `rrdsync check` with the release's ConfigMap and
+    # Secret (read-only root, an empty source, its own state dir) and exits 0 only when
+    # it wrote its probe at the receiver.
+    hook = hook_pod(objects(side_values, name=side_release))
+    validate(hook)
+    # (podman reads a ConfigMap only from the file it plays: the release's goes along.)
+    kube.play("check", adapt_for_podman(
+        [*by_kind(side_docs, "Secret"), *by_kind(side_docs, "ConfigMap"), hook],
+        tmp_path / "secrets"))
+    check_ctr = f"{hook['metadata']['name']}-rrdsync-check"
+    code = kube.engine("wait", check_ctr, timeout=120).stdout.strip()
+    report = kube.engine("logs", check_ctr, check=False)
+    assert code == "0", f"helm test pod exited {code}:\n{report.stdout}\n{report.stderr}"
+    assert "write probe" in report.stdout, report.stdout
 
     # A new receiver pod (as after a reschedule) keeps its host key: it lives on the
     # state PVC, so the sidecar's strict known_hosts stays valid.

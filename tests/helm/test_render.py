@@ -17,6 +17,8 @@ from tests.helm.chart import (
     RECEIVER,
     by_kind,
     container,
+    engine_accepts,
+    installed,
     load_values,
     merged,
     notes,
@@ -89,11 +91,8 @@ def test_every_object_validates_strictly(name):
 @pytest.mark.parametrize("name", ["minimal", "receiver", "ci/full-values.yaml"])
 def test_oldest_supported_kubernetes(name):
     """Chart.yaml says kubeVersion >=1.25: the objects are valid there too."""
-    import kubernetes_validate
-
     for doc in objects(VALUE_SETS[name]):
-        if doc["kind"] != "ServiceMonitor":
-            kubernetes_validate.validate(doc, "1.25.0", strict=True)
+        validate(doc, "1.25.0")
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -101,13 +100,12 @@ def test_engine_accepts_the_rendered_environment(name):
     """The ConfigMap is exactly what rrdsync's own configuration loader accepts: known
     names only, values in its formats (durations, booleans, whole numbers)."""
     values = VALUE_SETS[name]
-    cm = one(objects(values), "ConfigMap")
+    cm = next(d for d in objects(values) if d["kind"] == "ConfigMap"
+              and d["metadata"]["name"] == "rel-rrdsync")
     env = cm["data"]
     assert all(k.startswith("RRDSYNC_") and isinstance(v, str) for k, v in env.items())
-    if values.get("role", "sidecar") == "receiver":
-        rrdsync_config.load_receiver(env)
-    else:
-        rrdsync_config.load_sidecar(env, require_paths=False)
+    role = values.get("role", "sidecar")
+    engine_accepts(env, role)
 
 
 def test_every_design_variable_is_reachable():
@@ -320,20 +318,27 @@ def test_sidecar_notes_tell_how_to_check_readiness():
 
 
 def test_full_values_render_every_option():
-    docs = objects(load_values(CHART / "ci" / "full-values.yaml"))
+    docs = installed(load_values(CHART / "ci" / "full-values.yaml"))
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted(["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim",
-                            "Service", "ServiceAccount", "ServiceMonitor"])
+    assert kinds == sorted(["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy",
+                            "PersistentVolumeClaim", "PrometheusRule", "Service",
+                            "ServiceAccount", "ServiceMonitor"])
     ctr = container(docs)
     assert ctr["image"] == ("registry.example.com/ops/rrdsync@sha256:"
                             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+    assert ctr["envFrom"][1] == {"configMapRef": {"name": "proxy-settings"}}
+    spec = pod_spec(docs)
+    assert [c["name"] for c in spec["initContainers"]] == ["wait-for-source"]
+    assert [c["name"] for c in spec["containers"]] == ["rrdsync", "log-shipper"]
     assert _port(ctr, "rrdsync-http") == 9100
     np = one(docs, "NetworkPolicy")["spec"]
     assert np["policyTypes"] == ["Ingress", "Egress"]
     egress_ports = [p["port"] for rule in np["egress"] for p in rule["ports"]]
-    assert sorted(egress_ports) == [22, 53, 53]
+    assert sorted(egress_ports) == [22, 53, 53, 2200]  # each destination's SSH port
     dest_rule = next(r for r in np["egress"] if r["ports"][0]["port"] == 22)
-    assert dest_rule["to"] == [{"ipBlock": {"cidr": "192.0.2.10/32"}}]
+    assert [p["port"] for p in dest_rule["ports"]] == [22, 2200]
+    assert dest_rule["to"] == [{"ipBlock": {"cidr": "192.0.2.10/32"}},
+                               {"ipBlock": {"cidr": "192.0.2.11/32"}}]
     assert np["ingress"][0]["ports"] == [{"port": 9100, "protocol": "TCP"}]
     sm = one(docs, "ServiceMonitor")
     assert sm["spec"]["endpoints"][0]["port"] == one(docs, "Service")["spec"]["ports"][0]["name"]

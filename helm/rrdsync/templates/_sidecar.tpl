@@ -23,6 +23,12 @@ Set `standalone: false` in the subchart's values so it renders no pod of its own
 and `source.volumeName` to the application's RRD volume. The container gets liveness
 and startup probes on /healthz; a readiness probe only with sidecar.readinessProbe,
 because a replication backlog must never make the application NotReady.
+
+Monitoring in this mode: `metrics.podMonitor.enabled` scrapes the container's
+rrdsync-http port in the host pod (selected by `app.kubernetes.io/instance`, or
+`metrics.podMonitor.selector`); the PrometheusRule and the dashboard ConfigMap work the
+same as in the standalone mode. `helm test` of the parent release runs this chart's
+check pod.
 */}}
 
 {{/* The rrdsync container, as one item of a `containers:` list. */}}
