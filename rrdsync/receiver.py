@@ -11,11 +11,13 @@ then:
 2. authorized_keys: renders each plain key of ``RRDSYNC_AUTHORIZED_KEYS`` as
    ``command="rrsync -wo -no-del <RECEIVE_DIR>",restrict <key>`` (``-no-del`` dropped only
    with ``RRDSYNC_RECEIVER_ALLOW_DELETE=true``): no shell, no pty, no forwarding;
-3. execs sshd in the foreground, logging to stderr.
+3. runs sshd in the foreground, its log (``-e``: stderr) turned into rrdsync log lines
+   (:mod:`rrdsync.logwrap`), so the container writes one log stream.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -24,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import log
+from . import log, logwrap
 from .config import PREFIX, Config, ConfigError, load
 
 SSHD = "/usr/sbin/sshd"
@@ -158,22 +160,28 @@ def prepare(cfg: Config) -> list[str]:
     return argv
 
 
+def _error(event: str, message: str, fmt: str = "json") -> None:
+    """One log line on stderr (a configuration error is one line there, and nothing else)."""
+    sys.stderr.write(logwrap.render(fmt, LOG.logger.name, logging.ERROR, event, message) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    fmt = "json"
     try:
         cfg = load(os.environ, role="receiver")
+        fmt = cfg.log_format
         log.setup(cfg.log_level, cfg.log_format)
         for warning in cfg.warnings:
             LOG.warning("config_warning", warning)
         sshd = prepare(cfg)
     except ConfigError as e:
-        print(f"rrdsync: configuration error: {e}", file=sys.stderr)
+        _error("config_error", f"rrdsync: configuration error: {e}", fmt)
         return 2
     sys.stdout.flush()
     if shutil.which(SSHD) is None:
-        print(f"rrdsync: {SSHD} is not installed", file=sys.stderr)
+        _error("sshd_missing", f"rrdsync: {SSHD} is not installed", fmt)
         return 1
-    os.execv(SSHD, sshd)
-    return 1  # not reached
+    return logwrap.run(sshd, logwrap.parse_sshd, fmt)
 
 
 if __name__ == "__main__":
