@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.fixtures.containers import HARDENED, Containers, Engine, SshMaterial
+from tests.fixtures.containers import HARDENED, Containers, Engine, SshMaterial, not_log_lines
 from tests.fixtures.rrd import wait_for
 
 
@@ -53,6 +53,9 @@ def test_bad_config_exits_2_with_one_line(container_engine: Engine, rrdsync_imag
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and variable in lines[0], lines
     assert proc.stdout == ""
+    # one log line like every other line of the container (one log stream)
+    assert not_log_lines(lines[0])[1] == [], lines
+    assert json.loads(lines[0])["event"] == "config_error"
 
 
 def _ssh(material: SshMaterial, port: int, *args: str) -> list[str]:
