@@ -58,10 +58,23 @@ install_host_packages() {
     $sudo chmod +x /usr/sbin/policy-rc.d
     policy=1
   fi
-  { $sudo apt-get update -qq \
-    && $sudo env DEBIAN_FRONTEND=noninteractive \
-         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  } || rc=$?
+  # Another apt (unattended-upgrades on a new VM, a second script) may hold a lock:
+  # wait for it (up to 10 minutes) instead of failing.
+  local out tries=60
+  while :; do
+    out=$( { $sudo apt-get update -qq \
+             && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                  --no-install-recommends "${missing[@]}" >/dev/null; } 2>&1 ) && { rc=0; break; }
+    rc=1
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ] || ! grep -qE "Could not get lock|Unable to (lock|acquire)" <<<"$out"
+    then
+      printf '%s\n' "$out" >&2
+      break
+    fi
+    [ "$tries" -lt 59 ] || echo "apt is busy (another install holds its lock): waiting" >&2
+    sleep 10
+  done
   [ "$policy" -eq 0 ] || $sudo rm -f /usr/sbin/policy-rc.d
   return "$rc"
 }
