@@ -80,6 +80,7 @@ COPY image/supervisord.conf image/sshd_config /etc/rrdsync/
 COPY image/ssh_config /etc/ssh/ssh_config.d/rrdsync.conf
 COPY image/fatal-listener image/healthcheck /usr/local/lib/rrdsync/
 COPY entrypoint/entrypoint /usr/local/bin/rrdsync-entrypoint
+COPY LICENSE /usr/share/doc/rrdsync/LICENSE
 ENV PATH=/opt/rrdsync/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

@@ -14,11 +14,13 @@ then:
    ``dir=NAME <key>`` confines that key to ``<RECEIVE_DIR>/NAME`` instead (rrsync makes it
    the root of every path the client names), created here if missing: one receiver for
    several sidecars that cannot see or touch each other's trees;
-3. execs sshd in the foreground, logging to stderr.
+3. runs sshd in the foreground, its log (``-e``: stderr) turned into rrdsync log lines
+   (:mod:`rrdsync.logwrap`), so the container writes one log stream.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -29,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import log
+from . import log, logwrap
 from .config import ConfigError, ReceiverConfig, load_receiver
 
 SSHD = "/usr/sbin/sshd"
@@ -234,22 +236,28 @@ def prepare(cfg: ReceiverConfig) -> list[str]:
     return argv
 
 
+def _error(event: str, message: str, fmt: str = "json") -> None:
+    """One log line on stderr (a configuration error is one line there, and nothing else)."""
+    sys.stderr.write(logwrap.render(fmt, LOG.logger.name, logging.ERROR, event, message) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    fmt = "json"
     try:
         cfg = load_receiver(os.environ)
+        fmt = cfg.log_format
         log.setup(cfg.log_level, cfg.log_format)
         for warning in cfg.warnings:
             LOG.warning("config_warning", warning)
         sshd = prepare(cfg)
     except ConfigError as e:
-        print(f"rrdsync: configuration error: {e}", file=sys.stderr)
+        _error("config_error", f"rrdsync: configuration error: {e}", fmt)
         return 2
     sys.stdout.flush()
     if shutil.which(SSHD) is None:
-        print(f"rrdsync: {SSHD} is not installed", file=sys.stderr)
+        _error("sshd_missing", f"rrdsync: {SSHD} is not installed", fmt)
         return 1
-    os.execv(SSHD, sshd)
-    return 1  # not reached
+    return logwrap.run(sshd, logwrap.parse_sshd, fmt)
 
 
 if __name__ == "__main__":

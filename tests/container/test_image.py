@@ -9,7 +9,14 @@ import subprocess
 
 import pytest
 
-from tests.fixtures.containers import HARDENED, Containers, Engine, SshMaterial
+from tests.fixtures.containers import (
+    HARDENED,
+    REPO,
+    Containers,
+    Engine,
+    SshMaterial,
+    not_log_lines,
+)
 from tests.fixtures.rrd import wait_for
 
 
@@ -27,6 +34,12 @@ def test_image_metadata(container_engine: Engine, rrdsync_image: str):
     out = container_engine("run", "--rm", rrdsync_image, "bash", "-c",
                            "command -v gcc cc make pip pip3 apt-get; id -u; id -g").stdout
     assert out.split() == ["/usr/bin/apt-get", "10001", "0"]
+    # the license the label names is the one shipped (and the repository's LICENSE)
+    assert cfg["Labels"]["org.opencontainers.image.licenses"] == "Apache-2.0"
+    shipped = container_engine("run", "--rm", rrdsync_image, "cat",
+                               "/usr/share/doc/rrdsync/LICENSE").stdout
+    assert "Apache License" in shipped and "Version 2.0" in shipped
+    assert shipped == (REPO / "LICENSE").read_text()
 
 
 DEST = {"RRDSYNC_DEST": "rrdsync@host:/x"}
@@ -53,6 +66,9 @@ def test_bad_config_exits_2_with_one_line(container_engine: Engine, rrdsync_imag
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and variable in lines[0], lines
     assert proc.stdout == ""
+    # one log line like every other line of the container (one log stream)
+    assert not_log_lines(lines[0])[1] == [], lines
+    assert json.loads(lines[0])["event"] == "config_error"
 
 
 def _ssh(material: SshMaterial, port: int, *args: str) -> list[str]:

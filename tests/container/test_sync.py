@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from tests.fixtures.containers import Containers, SshMaterial, http_get, wait_http
+from tests.fixtures.containers import (
+    Containers,
+    SshMaterial,
+    http_get,
+    log_objects,
+    not_log_lines,
+    wait_http,
+)
 from tests.fixtures.rrd import differences, make_tree, rrd_update, wait_identical
 
 
@@ -119,6 +126,14 @@ def test_worker_that_cannot_start_ends_the_container(containers: Containers, sta
     logs = containers.logs(side.name)
     assert rc != 0, logs[-3000:]
     assert "FATAL" in logs or "exited unexpectedly" in logs
+    # The way out is logged like everything else: supervisord giving up, the listener
+    # stopping the container, the entrypoint's exit status, all JSON log lines.
+    out, err = containers.log_streams(side.name)
+    checked, bad = not_log_lines(out + err)
+    print(f"{checked} lines, {len(bad)} not JSON log lines")
+    assert not bad, bad[:10]
+    events = {o["event"] for o in log_objects(out)}
+    assert {"container_stopping", "container_exit"} <= events, events
 
 
 def test_receiver_unreachable_then_recovery(containers: Containers, receiver,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.containers import Engine, http_get, keygen, wait_http
+from tests.fixtures.containers import Engine, free_port, http_get, keygen, wait_http
 from tests.helm.chart import by_kind, hook_pod, installed, merged, objects, validate
 
 pytestmark = [pytest.mark.helm, pytest.mark.container, pytest.mark.slow]
@@ -39,6 +39,10 @@ def adapt_for_podman(docs: list[dict], secrets_dir: Path) -> list[dict]:
        volume (`rrdsync-run`), shared by every pod that uses the name, here the receiver
        and the sidecar (whose entrypoints both write the run dir). Each is renamed
        `<deployment>-<volume>` so every pod gets its own, as in Kubernetes.
+    3. Container ports: podman 4.3 publishes a containerPort without a hostPort on the
+       host at the same number (8080, 2222), where it collides with whatever holds it (the
+       demo `./run-demo` leaves running on 8080). Each gets a free host port instead; the
+       test reaches the pods by IP on its network anyway.
     Probes stay as rendered, but podman does not run them: it ignores readiness probes,
     and turns liveness/startup probes into healthchecks that only systemd would schedule
     (absent here; an httpGet one would also need curl, which the image does not carry).
@@ -76,6 +80,8 @@ def adapt_for_podman(docs: list[dict], secrets_dir: Path) -> list[dict]:
             for ctr in spec["containers"]:
                 for mount in ctr["volumeMounts"]:
                     mount["name"] = renamed.get(mount["name"], mount["name"])
+                for port in ctr.get("ports", []):
+                    port.setdefault("hostPort", free_port())
         out.append(doc)
     return out
 
