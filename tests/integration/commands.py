@@ -55,20 +55,3 @@ def second_destination(first: Sshd, second: Sshd, env: dict[str, str],
                      for s in (first, second))
     return {**env, **first.env(), "RRDSYNC_DEST": dests,
             "RRDSYNC_KNOWN_HOSTS": str(known_hosts)}
-
-
-def several_destinations_supported(env: dict[str, str]) -> str | None:
-    """None when the configuration reads ``env``'s RRDSYNC_DEST as two destinations with
-    their own ports, else why not (the several-destinations configuration lands from its
-    own branch; until then the tests that need it skip)."""
-    from rrdsync import config
-
-    load = getattr(config, "load_sidecar", None) or config.load
-    try:
-        cfg = load(env)
-    except config.ConfigError as e:
-        return str(e)
-    ports = [d.port for d in cfg.dests]
-    if len(ports) != 2 or len(set(ports)) != 2:
-        return f"RRDSYNC_DEST={env['RRDSYNC_DEST']!r} read as {[str(d) for d in cfg.dests]}"
-    return None

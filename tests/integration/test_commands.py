@@ -16,7 +16,6 @@ from tests.integration.commands import (
     receiver_busy,
     rrdsync,
     second_destination,
-    several_destinations_supported,
 )
 
 
@@ -148,9 +147,6 @@ def test_check_two_destinations(sshd, source, worker_env, world_dir, cli):
     other = make_sshd(world_dir, "2", receiver="rrsync-delete")
     try:
         env = second_destination(sshd, other, worker_env, world_dir / "known_hosts_both")
-        why = several_destinations_supported(env)
-        if why:
-            pytest.skip(f"several destinations not in this configuration yet: {why}")
         r = cli(env, "check")
         out = lines(r)
         assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()

@@ -18,7 +18,6 @@ from tests.integration.commands import (
     receiver_busy,
     rrdsync,
     second_destination,
-    several_destinations_supported,
 )
 
 DRIFTED = "snmp/2/if1/ds1.rrd"
@@ -198,9 +197,6 @@ def test_verify_and_repair_two_destinations(sshd, source, worker_env, world_dir,
     try:
         env = second_destination(sshd, other, worker_env, world_dir / "known_hosts_both")
         env["RRDSYNC_LOG_LEVEL"] = "INFO"
-        why = several_destinations_supported(env)
-        if why:
-            pytest.skip(f"several destinations not in this configuration yet: {why}")
         in_sync(cli, env, source, sshd.dest)
         wait_identical(source, other.dest, 1)
         r = cli(env, "verify")
