@@ -119,6 +119,41 @@ def test_destination_down_then_back(sshd, source, worker_env, start_worker):
     assert w.stop() == 0
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_flat_through_an_outage(sshd, source, worker_env, start_worker):
+    """Memory follows pending paths, not events: 2,000 files rewritten 40 times each while
+    the destination is down (80,000 events) leave the worker's RSS where 2,000 pending paths
+    put it; everything is delivered once the destination is back."""
+    files = make_tree(source, nodes=20, resources=10, files=10)
+    w = start_worker(sshd.worker_env(worker_env))
+    _synced(w, source, sshd.dest)
+    assert w.proc is not None
+    sshd.stop()
+    for n in range(40):
+        for f in files:  # an in-place write (open, write, close: CLOSE_WRITE), size kept
+            with open(f, "r+b") as fh:
+                fh.seek(200)
+                fh.write(bytes([n]))
+        if n == 0:
+            time.sleep(2)  # the first failures, and the pending set at its size
+            rss_first = _rss_mb(w.proc.pid)
+    time.sleep(3)
+    rss_after = _rss_mb(w.proc.pid)
+    print(f"worker RSS: {rss_first:.1f} MB after the first 2,000 events of the outage, "
+          f"{rss_after:.1f} MB after 80,000")
+    assert rss_after - rss_first < 8, "memory grew with events"
+    sshd.start()
+    _identical(w, source, sshd.dest, timeout=60)
+    assert w.stop() == 0
+
+
 def test_destination_down_at_start(sshd, source, worker_env, start_worker):
     """Guarantee 2: a worker started before its destination (a sidecar whose receiver is not
     up yet) keeps retrying, stays up, and delivers the tree and later changes once it is."""
