@@ -27,6 +27,7 @@ COLUMNS = [
     ("lag p50 s", lambda r: _s(r["lag_p50_s"])),
     ("p95 s", lambda r: _s(r["lag_p95_s"])),
     ("p99 s", lambda r: _s(r["lag_p99_s"])),
+    ("p99.9 s", lambda r: _s(r.get("lag_p999_s"))),
     ("max s", lambda r: _s(r["lag_max_s"])),
     ("undelivered", lambda r: f"{r['undelivered']}/{r['updates']}"),
     ("wrong path", lambda r: str(r["misplaced"])),
@@ -39,6 +40,27 @@ COLUMNS = [
      f"{r['steady_cpu_own_s']:.1f} / {r['steady_cpu_dest_s']:.1f}"),
     ("peak RSS tree/own MB", lambda r: f"{r['peak_rss_tree_mb']:.0f} / {r['peak_rss_own_mb']:.0f}"),
     ("load 1m start→end (other cores)", _load),
+]
+
+
+def _kb(x: float | None) -> str:
+    return "—" if x is None else f"{x / 1000:.1f}"
+
+
+# over a link (the network model): what crossed the wire, the path each tool saw, the relay
+NET_COLUMNS = [
+    ("tool", lambda r: r["tool"]),
+    ("wire KB/update up / down", lambda r: f"{_kb(r.get('wire_up_per_update'))} / "
+     f"{_kb(r.get('wire_down_per_update'))}"),
+    ("initial sync wire MB up / down", lambda r: f"{r['wire_initial_up_bytes'] / 1e6:.1f} / "
+     f"{r['wire_initial_down_bytes'] / 1e6:.1f}"),
+    ("steady wire MB up / down", lambda r: f"{r['wire_steady_up_bytes'] / 1e6:.1f} / "
+     f"{r['wire_steady_down_bytes'] / 1e6:.1f}"),
+    ("path RTT ms", lambda r: f"{r['network']['rtt_ms']:.1f}"),
+    ("path up / down Mbit/s", lambda r: f"{r['network']['up_mbit']:.1f} / "
+     f"{r['network']['down_mbit']:.1f}"),
+    ("ssh host true s", lambda r: f"{r['network']['ssh_true_s']:.2f}"),
+    ("relay CPU s", lambda r: f"{r['cpu_relay_s']:.1f}"),
 ]
 
 
@@ -58,6 +80,30 @@ def markdown(doc: dict) -> str:
     ]
     for r in doc["results"]:
         lines.append("| " + " | ".join(f(r) for _, f in COLUMNS) + " |")
+    net = doc.get("network")
+    if net:
+        link, cal = net["link"], net["calibration"]
+        lines += [
+            "",
+            f"Network model: destination in namespace `{net['namespace']}` behind a veth pair, "
+            f"tbf {link['rate_mbit']:g} Mbit/s each way (queue {link['queue_ms']:g} ms), "
+            f"relay delay {cal['delay_ms']:.3f} ms per direction for {link['rtt_ms']:g} ms "
+            f"RTT (RTT at the nominal {cal['nominal_delay_ms']:.2f} ms was "
+            f"{cal['rtt_at_nominal_ms']:.2f} ms). Measured through it before each tool: "
+            "path RTT (median of 10 one-byte echoes), TCP payload throughput of a ~1 s "
+            "transfer each way, and `ssh host true` (one new SSH connection). Wire bytes "
+            "from the veth's counters (frames, headers and ACKs included); per update: "
+            "steady-phase bytes / delivered updates. Relay CPU is not counted in any tool's.",
+            "",
+            "| " + " | ".join(c for c, _ in NET_COLUMNS) + " |",
+            "|" + "---|" * len(NET_COLUMNS),
+        ]
+        for r in doc["results"]:
+            lines.append("| " + " | ".join(f(r) for _, f in NET_COLUMNS) + " |")
+    tree = doc.get("tree")
+    if tree:
+        lines += ["", f"Source tree: {tree.get('rows_model', '?')}; zlib -6 over a sample of "
+                  f"the files one after another: {tree.get('zlib6_ratio', 0):.0%} of the bytes."]
     lines += [
         "",
         "Lag: from the update (rrdtool.update returned) to the first time the destination "
