@@ -133,7 +133,7 @@ def _pick_subnet(pid: int) -> ipaddress.IPv4Network:
     raise RuntimeError("no free /30 in 10.222.0.0/16")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: the child gets SIGKILL when the benchmark process dies (even by SIGKILL)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -202,7 +202,7 @@ class NetModel:
         return ["ip", "netns", "exec", self.ns, *argv]
 
     def popen(self, argv: list[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen(self.exec_argv(argv), preexec_fn=_die_with_parent, **kw)
+        return subprocess.Popen(self.exec_argv(argv), preexec_fn=die_with_parent, **kw)
 
     def counters(self) -> tuple[int, int]:
         """(bytes sent towards the destination, bytes received from it) on the host end."""
@@ -225,7 +225,7 @@ class NetModel:
             argv = [sys.executable, "-m", "bench.cgexec", str(cgroup_procs), *argv]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, cwd=str(REPO),
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line or not json.loads(line).get("ready"):

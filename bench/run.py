@@ -204,8 +204,10 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     res.update({"argv": launch.argv,
                 "cpu_method": "cgroup" if tool_cg and dest_cg else "procfs"})
     obs_log = work / "observer.log"
+    # every child dies with the harness, even a killed one (the namespace's processes too)
     observer = subprocess.Popen([sys.executable, "-m", "bench.observer", str(sshd.dest),
-                                 str(obs_log)], env={**os.environ, "PYTHONPATH": str(REPO)})
+                                 str(obs_log)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                                preexec_fn=netmodel.die_with_parent)
     tail = Tail(obs_log)
     deadline = time.monotonic() + 30
     while not (obs_log.exists() and b"!ready" in obs_log.read_bytes()):
@@ -222,7 +224,8 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     if tool_cg:
         argv = [sys.executable, "-m", "bench.cgexec", str(tool_cg.procs), *argv]
     proc = subprocess.Popen(argv, env=launch.env, stdout=out, stderr=subprocess.STDOUT,
-                            cwd=str(REPO), start_new_session=True)
+                            cwd=str(REPO), start_new_session=True,
+                            preexec_fn=netmodel.die_with_parent)
     out.close()
     sampler = procstat.Sampler({"tool": proc.pid, "dest": sshd.proc.pid}).start()
     log(f"{name}: started (pid {proc.pid}), waiting for the initial sync of {len(expected)} files")
@@ -279,7 +282,8 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     gen_log = work / "updates.log"
     gen = subprocess.Popen([sys.executable, "-m", "bench.workload", "update", str(src),
                             str(gen_log), "--rate", str(prof.rate), "--duration",
-                            str(prof.duration)], env={**os.environ, "PYTHONPATH": str(REPO)})
+                            str(prof.duration)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                           preexec_fn=netmodel.die_with_parent)
     while not (gen_log.exists() and b"!start" in gen_log.read_bytes()[-4096:]):
         if gen.poll() is not None:
             raise RuntimeError("updater failed")
