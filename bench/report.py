@@ -73,13 +73,23 @@ def markdown(doc: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"{m['rsync']}; {m['ssh']}; lsyncd {m['lsyncd']}; {m['rrdtool']}; Python {m['python']};"
-        f" rrdsync at {m.get('rrdsync_commit', '?')}, every setting at its default.",
+        f" rrdsync at {m.get('rrdsync_commit', '?')}, every setting at its default."
+        + (f" Destinations on: {doc['dest_fs']}." if doc.get("dest_fs") else ""),
         "",
         "| " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    for r in doc["results"]:
+    done = [r for r in doc["results"] if "failed" not in r]
+    for r in done:
         lines.append("| " + " | ".join(f(r) for _, f in COLUMNS) + " |")
+    for r in doc["results"]:
+        if "failed" in r:
+            lines += ["", f"`{r['tool']}` did not run: {r['failed']}"]
+        elif r.get("observer_watch_failures"):
+            lines += ["", f"**`{r['tool']}`: the observer could not watch "
+                      f"{r['observer_watch_failures']} destination directories** (inotify "
+                      "watch limit, shared with everything else running as root): updates "
+                      "in them count as undelivered; its lag figures are not valid."]
     net = doc.get("network")
     if net:
         link, cal = net["link"], net["calibration"]
@@ -98,7 +108,7 @@ def markdown(doc: dict) -> str:
             "| " + " | ".join(c for c, _ in NET_COLUMNS) + " |",
             "|" + "---|" * len(NET_COLUMNS),
         ]
-        for r in doc["results"]:
+        for r in done:
             lines.append("| " + " | ".join(f(r) for _, f in NET_COLUMNS) + " |")
     tree = doc.get("tree")
     if tree:
@@ -125,7 +135,7 @@ def plot(doc: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in doc["results"]:
-        sample = r.get("lag_sample") or []
+        sample = r.get("lag_sample") or []  # none for a tool that failed
         if not sample or not r["updates"]:
             continue
         delivered_frac = (r["updates"] - r["undelivered"]) / r["updates"]

@@ -31,10 +31,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import analyze, netmodel, procstat, report, tools
+from bench import analyze, destfs, netmodel, procstat, report, tools
 from bench.netmodel import Link, NetModel, NsSshd
 from bench.tools import REPO, Target
-from bench.workload import ROWS_MODEL, build_tree
+from bench.workload import EMPTY_MODEL, ROWS_MODEL, build_tree
 
 sys.path.insert(0, str(REPO))
 from tests.fixtures.rrd import differences, included_files
@@ -163,16 +163,18 @@ class Wire:
 
 
 def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str],
-             all_files: set[str], py_spy: bool, net: NetModel | None = None) -> dict:
+             all_files: set[str], py_spy: bool, net: NetModel | None = None,
+             dest_root: Path | None = None) -> dict:
     work = base / name
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     os.chmod(work, 0o755)
+    dest = (dest_root / name) if dest_root else work / "dest"
     if net:
-        sshd: Sshd = NsSshd(net, workdir=work / "sshd", dest=work / "dest")
+        sshd: Sshd = NsSshd(net, workdir=work / "sshd", dest=dest)
     else:
-        sshd = Sshd(workdir=work / "sshd", dest=work / "dest")
+        sshd = Sshd(workdir=work / "sshd", dest=dest)
     sshd.start()
     assert sshd.proc is not None
     tool_cg = procstat.CpuGroup.make(f"{name}-tool")
@@ -256,6 +258,21 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
         time.sleep(0.2)
     res["initial_sync_s"] = initial
     wire.mark("initial")
+    if proc.poll() is not None:
+        # e.g. a setting this rrdsync does not know yet: no update phase to measure
+        sampler.stop()
+        observer.kill()
+        observer.wait()
+        if relay is not None:
+            relay.kill()
+            relay.wait()
+        sshd.stop()
+        for cg in (tool_cg, dest_cg, relay_cg):
+            if cg:
+                cg.close()
+        text = (work / "tool.log").read_text(errors="replace").strip().splitlines()
+        res["failed"] = f"exited with {proc.returncode}: " + " ".join(text[-3:])[-400:]
+        return res
 
     def tree_cpu(snap: dict[int, procstat.Proc]) -> float:
         return tool_cg.cpu() if tool_cg else procstat.tree_cpu(snap, proc.pid)
@@ -449,23 +466,25 @@ def reported_events(path: Path) -> dict:
     return out
 
 
-def prepare_source(prof: Profile, root: Path, fresh: bool) -> tuple[Path, dict]:
+def prepare_source(prof: Profile, root: Path, fresh: bool,
+                   empty: bool = False) -> tuple[Path, dict]:
     """The profile's source tree, built once and reused while its rows model is current.
     Profiles with the same file count share one tree (``tree-<files>``)."""
-    base = root / f"tree-{prof.files}"
+    base = root / (f"tree-{prof.files}" + ("-empty" if empty else ""))
     src = base / "src"
     marker = base / "tree.json"
     facts: dict = {}
     if marker.exists():
         facts = json.loads(marker.read_text())
-    if fresh or facts.get("rows_model") != ROWS_MODEL or facts.get("files") != prof.files:
+    model = EMPTY_MODEL if empty else ROWS_MODEL
+    if fresh or facts.get("rows_model") != model or facts.get("files") != prof.files:
         if base.exists():
             shutil.rmtree(base)
         base.mkdir(parents=True)
         os.chmod(root, 0o755)
         os.chmod(base, 0o755)
         log(f"building {prof.files} RRD files under {src}")
-        facts = build_tree(src, prof.files)
+        facts = build_tree(src, prof.files, fill=not empty)
         marker.write_text(json.dumps(facts))
     return src, facts
 
@@ -490,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compression", action="store_true",
                     help="compare rrdsync's compression choices instead: rrdsync, "
                     + ", ".join(tools.COMPRESSION))
+    ap.add_argument("--rows", choices=("filled", "empty"), default="filled",
+                    help="filled: every RRD its own rows (default); empty: identical fresh "
+                    "rrdtool create copies, the workload of the runs before issue 12")
+    ap.add_argument("--dest-fs", choices=("ext4", "scratch"), default="ext4",
+                    help="ext4: destinations on a fresh journaled ext4 (loop device, the "
+                    "default); scratch: in the scratch directory's filesystem")
     ap.add_argument("--link",
                     help="RATE_MBIT:RTT_MS (e.g. 20:40) or none: override the profile's path")
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/rrdsync-bench"),
@@ -518,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     a.scratch.mkdir(parents=True, exist_ok=True)
     os.chmod(a.scratch, 0o755)  # the destination's user walks through it to its directory
     signal.signal(signal.SIGTERM, _terminate)
-    src, tree = prepare_source(prof, a.scratch, a.fresh)
+    src, tree = prepare_source(prof, a.scratch, a.fresh, empty=a.rows == "empty")
     expected = included_files(src)
     all_files = set(expected)
     base = a.scratch / prof.name / "runs" / time.strftime("%Y%m%d-%H%M%S")
@@ -530,6 +555,31 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     doc = {"profile": asdict(prof), "started": started, "machine": machine(), "tree": tree,
            "source_files": len(expected), "work_dir": str(base), "results": results}
+    # destinations: twice one tree (a tool's is deleted before the next starts) + 1 GiB
+    fs_size = prof.files * (38_232 + 2 * 4096) * 2 + (1 << 30)
+    with contextlib.ExitStack() as stack:
+        dest_root = None
+        if a.dest_fs == "ext4":
+            try:
+                dest_root = stack.enter_context(destfs.DestFs(base, fs_size))
+                doc["dest_fs"] = "ext4 on a loop device: " + destfs.DestFs.describe(dest_root)
+            except (OSError, subprocess.CalledProcessError) as e:
+                err = getattr(e, "stderr", b"") or str(e)
+                err = err.decode(errors="replace") if isinstance(err, bytes) else err
+                log(f"no loop-mounted ext4 for the destinations ({err.strip()}): using the "
+                    "scratch directory")
+                doc["dest_fs"] = f"scratch directory (loop-mounted ext4 failed: {err.strip()})"
+        else:
+            doc["dest_fs"] = "scratch directory"
+        run_all(names, prof, src, base, expected, all_files, a.py_spy, dest_root, doc, out)
+    log(f"results in {out}")
+    return 0
+
+
+def run_all(names: list[str], prof: Profile, src: Path, base: Path, expected: list[str],
+            all_files: set[str], py_spy: bool, dest_root: Path | None, doc: dict,
+            out: Path) -> None:
+    results = doc["results"]
     net = NetModel(prof.link).up() if prof.link else None
     try:
         if net:
@@ -540,13 +590,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"network model {net.link.describe()}: {net.ns}, relay delay "
                 f"{cal['delay_ms']:.3f} ms per direction")
         for n in names:
-            results.append(run_tool(n, prof, src, base, expected, all_files, a.py_spy, net))
+            results.append(run_tool(n, prof, src, base, expected, all_files, py_spy, net,
+                                    dest_root))
             report.write(doc, out)  # after each tool: a later failure keeps what was measured
     finally:
         if net:
             net.down()
-    log(f"results in {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -53,12 +53,14 @@ def layout(files: int) -> tuple[int, int, int]:
 
 
 ROWS_MODEL = "rows-v1: 70% random-walk rates, 30% mostly-zero counters, every row filled"
+EMPTY_MODEL = "empty: byte-identical copies of one fresh rrdtool create file (all rows NaN)"
 ZERO_FRACTION = 0.3
 _POOL_SIZE = 1 << 16
 
 
-def build_tree(root: Path, files: int, seed: int = 1) -> dict:
-    """Build the tree and give every RRD its own rows; returns facts for ``tree.json``."""
+def build_tree(root: Path, files: int, seed: int = 1, fill: bool = True) -> dict:
+    """Build the tree and give every RRD its own rows (``fill=False``: the old workload,
+    identical empty copies, kept to show what it changed); returns facts for ``tree.json``."""
     repo = Path(__file__).resolve().parent.parent
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
@@ -67,8 +69,9 @@ def build_tree(root: Path, files: int, seed: int = 1) -> dict:
     nodes, resources, per = layout(files)
     root.mkdir(parents=True, exist_ok=True)
     made = make_tree(root, nodes=nodes, resources=resources, files=per, foreign_source=True)
-    fill_rows(made, seed)
-    return {"files": files, "rows_model": ROWS_MODEL,
+    if fill:
+        fill_rows(made, seed)
+    return {"files": files, "rows_model": ROWS_MODEL if fill else EMPTY_MODEL,
             "zlib6_ratio": round(compress_ratio(made[:: max(1, len(made) // 200)]), 3)}
 
 

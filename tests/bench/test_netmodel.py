@@ -2,7 +2,8 @@
 bench/workload.py).
 
 - every RRD of the tree has its own rows and stays a valid RRD rrdtool can update;
-- a crashed run's namespace and link are removed by the next run, a live run's are not;
+- a crashed run's namespace, link and destination filesystem are removed by the next
+  run, a live run's are not;
 - the ``wan-tiny`` profile end to end over the real model (namespace, veth, tbf, relay):
   the measured RTT and rate are the link's, a few files replicate with nothing lost, bytes
   on the wire are counted, and the namespace is gone afterwards.
@@ -90,6 +91,32 @@ def test_stale_namespace_and_link_are_removed_live_ones_kept() -> None:
         for ns, link in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             subprocess.run(["ip", "link", "del", link], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount needs root")
+@pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="needs e2fsprogs")
+def test_stale_destination_filesystem_is_removed(scratch: Path) -> None:
+    from bench import destfs
+
+    dead = _dead_pid()
+    image, mnt = scratch / f"{destfs.PREFIX}{dead}.img", scratch / "destfs"
+    with open(image, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    mnt.mkdir()
+    if subprocess.run(["mount", "-o", "loop", str(image), str(mnt)]).returncode:
+        pytest.skip("no loop devices here")
+    try:
+        assert str(mnt) in destfs.cleanup_stale()
+        assert not os.path.ismount(mnt)
+        assert not image.exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+    with destfs.DestFs(scratch, 32 << 20) as root:  # a live one: journaled ext4, ours
+        assert os.path.ismount(root)
+        assert "ext4" in destfs.DestFs.describe(root)
+        assert str(root) not in destfs.cleanup_stale()
+    assert not os.path.ismount(root)
 
 
 @pytest.mark.slow
