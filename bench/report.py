@@ -176,3 +176,24 @@ def write(doc: dict, out: Path) -> None:
         plot(doc, out / "lag-cdf.png")
     except ImportError:  # matplotlib is in bench/setup.sh's venv, not the test extras
         print("matplotlib missing: no lag-cdf.png", file=sys.stderr)
+
+
+def load(path: Path) -> dict:
+    """A results.json read back (``"inf"`` becomes ∞ again), e.g. to re-render it."""
+
+    def back(x: object) -> object:
+        if x == "inf":
+            return math.inf
+        if isinstance(x, dict):
+            return {k: back(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [back(v) for v in x]
+        return x
+
+    return back(json.loads(path.read_text()))  # type: ignore[return-value]
+
+
+if __name__ == "__main__":
+    # python -m bench.report DIR: rewrite DIR's results.md and lag-cdf.png from results.json
+    d = Path(sys.argv[1])
+    write(load(d / "results.json"), d)
