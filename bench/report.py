@@ -69,7 +69,10 @@ def markdown(doc: dict) -> str:
     lines = [
         f"Profile `{p['name']}`: {doc['source_files']:,} source files "
         f"({p['files']:,} RRDs), {p['rate']:g} updates/s for {p['duration']:g} s, "
-        f"drain capped at {p['drain_cap']:g} s. Run started {doc['started']}.",
+        f"drain capped at {p['drain_cap']:g} s, "
+        + (f"over {p['link']['rate_mbit']:g} Mbit/s and {p['link']['rtt_ms']:g} ms RTT"
+           if p.get("link") else "on loopback")
+        + f". Run started {doc['started']}.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"{m['rsync']}; {m['ssh']}; lsyncd {m['lsyncd']}; {m['rrdtool']}; Python {m['python']};"

@@ -538,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
             tools.variant(n)
         except KeyError:
             ap.error(f"unknown tool {n!r}")
-    out = a.out or REPO / "bench" / "results" / prof.name
+    suffix = ("-compression" if a.compression else "") + (f"-link{a.link}" if a.link else "") \
+        + ("-empty-rows" if a.rows == "empty" else "")
+    out = a.out or REPO / "bench" / "results" / (prof.name + suffix.replace(":", "-"))
     out.mkdir(parents=True, exist_ok=True)
     a.scratch.mkdir(parents=True, exist_ok=True)
     os.chmod(a.scratch, 0o755)  # the destination's user walks through it to its directory

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the benchmark needs, from a fresh Debian machine (run as root or with sudo):
-#   Debian packages for the tools it drives (rsync, sshd, lsyncd, rrdtool) and for building
+#   Debian packages for the tools it drives (rsync, sshd, lsyncd, rrdtool; ip and tc for the
+#   network model, mkfs.ext4 for the destinations' filesystem) and for building
 #   the python rrdtool binding (librrd-dev), then a virtualenv in bench/.venv with rrdsync
 #   itself, the rrdtool binding, matplotlib and py-spy.
 # Idempotent: a second run only checks.
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 APT_PACKAGES=(rsync openssh-client openssh-server lsyncd rrdtool librrd-dev pkg-config
-              python3-venv python3-dev gcc procps)
+              python3-venv python3-dev gcc procps iproute2 e2fsprogs)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
