@@ -94,7 +94,10 @@ class DestFs:
 
     def __exit__(self, *exc: object) -> None:
         if self.mounted:
-            subprocess.run(["umount", str(self.mount)], capture_output=True)
+            if subprocess.run(["umount", str(self.mount)], capture_output=True).returncode:
+                # still in use (an interrupted run's sshd or rsync): detach now, the kernel
+                # finishes when the last of them is gone
+                subprocess.run(["umount", "--lazy", str(self.mount)], capture_output=True)
             self.mounted = False
         with contextlib.suppress(OSError):
             self.image.unlink()

@@ -234,28 +234,35 @@ class NetModel:
         return proc
 
 
-class NsSshd(Sshd):
-    """The private sshd of ``tests.fixtures.sshd``, run inside the model's namespace.
+class BenchSshd(Sshd):
+    """The private sshd of ``tests.fixtures.sshd``, dying with the benchmark process, and
+    over a link run inside the model's namespace.
 
-    It listens on the namespace's own 127.0.0.1; the relay listens on ``ns_ip`` at the same
-    port and forwards there, so every byte to and from sshd crosses the veth and the delay.
-    """
+    There it listens on the namespace's own 127.0.0.1; the relay listens on ``ns_ip`` at the
+    same port and forwards there, so every byte to and from sshd crosses the veth and the
+    delay."""
 
-    def __init__(self, net: NetModel, workdir: Path, dest: Path) -> None:
+    def __init__(self, workdir: Path, dest: Path, net: NetModel | None = None) -> None:
         self.net = net
         super().__init__(workdir=workdir, dest=dest)
-        pub = self.host_key.with_suffix(".pub").read_text().split()[:2]
-        self.known_hosts.write_text(f"[{net.ns_ip}]:{self.port} {' '.join(pub)}\n")
+        if net is not None:
+            pub = self.host_key.with_suffix(".pub").read_text().split()[:2]
+            self.known_hosts.write_text(f"[{net.ns_ip}]:{self.port} {' '.join(pub)}\n")
 
     @property
     def destination(self) -> str:
-        return f"{self.user.pw_name}@{self.net.ns_ip}:{self.dest}"
+        addr = self.net.ns_ip if self.net else "127.0.0.1"
+        return f"{self.user.pw_name}@{addr}:{self.dest}"
 
     def start(self) -> None:
         Path("/run/sshd").mkdir(exist_ok=True)
+        argv = [SSHD, "-D", "-e", "-f", str(self.config)]
         log = open(self.log, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = self.net.popen([SSHD, "-D", "-e", "-f", str(self.config)],
-                                   stdout=log, stderr=log)
+        if self.net is not None:
+            self.proc = self.net.popen(argv, stdout=log, stderr=log)
+        else:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log,
+                                         preexec_fn=die_with_parent)
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import analyze, destfs, netmodel, procstat, report, tools
-from bench.netmodel import Link, NetModel, NsSshd
+from bench.netmodel import BenchSshd, Link, NetModel
 from bench.tools import REPO, Target
 from bench.workload import EMPTY_MODEL, ROWS_MODEL, build_tree
 
@@ -171,10 +171,7 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     work.mkdir(parents=True)
     os.chmod(work, 0o755)
     dest = (dest_root / name) if dest_root else work / "dest"
-    if net:
-        sshd: Sshd = NsSshd(net, workdir=work / "sshd", dest=dest)
-    else:
-        sshd = Sshd(workdir=work / "sshd", dest=dest)
+    sshd = BenchSshd(workdir=work / "sshd", dest=dest, net=net)
     sshd.start()
     assert sshd.proc is not None
     tool_cg = procstat.CpuGroup.make(f"{name}-tool")
