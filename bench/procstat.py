@@ -106,6 +106,13 @@ def system_busy() -> float:
     return (sum(fields[:8]) - idle) / TICK
 
 
+def system_steal() -> float:
+    """CPU seconds the hypervisor took from this machine's cores since boot (all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0) / TICK
+
+
 def self_cpu() -> float:
     """CPU seconds of this process (the harness) itself."""
     t = os.times()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the benchmark needs, from a fresh Debian machine (run as root or with sudo):
-#   Debian packages for the tools it drives (rsync, sshd, lsyncd, rrdtool) and for building
+#   Debian packages for the tools it drives (rsync, sshd, lsyncd, rrdtool; ip and tc for the
+#   network model, mkfs.ext4 for the destinations' filesystem) and for building
 #   the python rrdtool binding (librrd-dev), then a virtualenv in bench/.venv with rrdsync
 #   itself, the rrdtool binding, matplotlib and py-spy.
 # Idempotent: a second run only checks.

@@ -23,10 +23,11 @@ class Target:
     known_hosts: Path
     dest: Path
     workdir: Path  # scratch space for this tool (state, logs, configs)
+    addr: str = "127.0.0.1"  # the destination's address (the network model's, over a link)
 
     @property
     def host(self) -> str:
-        return f"{self.user}@127.0.0.1"
+        return f"{self.user}@{self.addr}"
 
 
 @dataclass
@@ -86,10 +87,17 @@ def _lua(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def lsyncd(t: Target, delay: float | None) -> Launch:
-    """lsyncd's ``default.rsyncssh``; ``delay=None`` keeps lsyncd's default (15 s)."""
+def lsyncd(t: Target, delay: float | None, compress: bool = False) -> Launch:
+    """lsyncd's ``default.rsyncssh`` as its users write it: source, host, targetdir, the
+    ssh settings a non-default port and key need, and nothing else, so rsync runs with
+    lsyncd's stock rsync table (``links, times, protect_args``: ``-lts``, no ``-z``; see
+    lsyncd's default-rsync.lua). ``delay=None`` keeps lsyncd's default (15 s);
+    ``compress=True`` adds ``rsync = { compress = true }`` (lsyncd merges it into the stock
+    table: ``-ltsz``). ``-log Exec`` records every command it spawns in lsyncd.log."""
     cfg = t.workdir / "lsyncd.lua"
     delay_line = "" if delay is None else f"  delay = {delay},\n"
+    if compress:
+        delay_line += "  rsync = { compress = true },\n"
     cfg.write_text(
         "settings {\n"
         "  nodaemon = true,\n"
@@ -112,11 +120,12 @@ def lsyncd(t: Target, delay: float | None) -> Launch:
         "    },\n"
         "  },\n"
         "}\n")
-    return Launch(["lsyncd", "-nodaemon", str(cfg)], _base_env())
+    return Launch(["lsyncd", "-nodaemon", "-log", "Exec", str(cfg)], _base_env())
 
 
 def variant(name: str) -> Callable[[Target], Launch]:
-    """``rrdsync+SETTLE=100ms+MAX_DELAY=1s``: rrdsync with some RRDSYNC_* settings changed."""
+    """``rrdsync+SETTLE=100ms+MAX_DELAY=1s``: rrdsync with some RRDSYNC_* settings changed
+    (values pass through as written: ``rrdsync+COMPRESS=zstd:1``)."""
     if name in TOOLS:
         return TOOLS[name]
     base, *settings = name.split("+")
@@ -126,9 +135,14 @@ def variant(name: str) -> Callable[[Target], Launch]:
     return lambda t: rrdsync(t, extra)
 
 
+# The compression comparison (issue 12): one rrdsync per RRDSYNC_COMPRESS value.
+COMPRESSION = ("rrdsync+COMPRESS=false", "rrdsync+COMPRESS=lz4", "rrdsync+COMPRESS=zstd:1",
+               "rrdsync+COMPRESS=zlib")
+
 TOOLS = {
     "rrdsync": lambda t: rrdsync(t),
     "lsyncd-delay1": lambda t: lsyncd(t, 1),
+    "lsyncd-delay1-compress": lambda t: lsyncd(t, 1, compress=True),
     "lsyncd-default": lambda t: lsyncd(t, None),
     "rsync-loop-10s": lambda t: rsync_loop(t, 10.0),
     "perfile-watchdog": perfile,

@@ -32,11 +32,11 @@ HOST_PACKAGES_DEMO=(curl debootstrap)
 # the Prometheus server), Podman, and what the demo needs (the container tests run it).
 HOST_PACKAGES_TESTS=("${HOST_PACKAGES_PODMAN[@]}" "${HOST_PACKAGES_DEMO[@]}" rsync openssh-client openssh-server rrdtool
                      rrdcached librrd-dev pkg-config python3-venv python3-dev gcc
-                     libnss-wrapper lsyncd prometheus)
+                     libnss-wrapper lsyncd prometheus iproute2 e2fsprogs)
 
 # bench/setup.sh: the tools it compares and the rrdtool binding's build.
 HOST_PACKAGES_BENCH=(rsync openssh-client openssh-server lsyncd rrdtool librrd-dev pkg-config
-                     python3-venv python3-dev gcc procps)
+                     python3-venv python3-dev gcc procps iproute2 e2fsprogs)
 
 # install_host_packages PACKAGE...: installs those not installed yet (as root, or with sudo).
 # A policy-rc.d that says "no" keeps the installs from starting services (openssh-server
