@@ -396,6 +396,56 @@ def test_once_with_one_destination_down(pair: Pair, source, world_dir):
     assert pair.b.connections() == 0
 
 
+def _same_second_edit(path: Path, like: Path) -> None:
+    """Change ``path``'s bytes in place, size and whole-second mtime kept equal to ``like``'s
+    (the change rsync's quick check cannot see; only a journal or --ignore-times can)."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    st = like.stat()
+    ns = (st.st_mtime_ns // 1_000_000_000) * 1_000_000_000 + 500_000_000
+    os.utime(path, ns=(ns, ns))
+    assert path.stat().st_size == like.stat().st_size
+
+
+@pytest.mark.parametrize("dests", [1, 2])
+def test_upgrade_keeps_the_single_destination_journal(pair: Pair, source, start_worker,
+                                                      dests):
+    """A state dir from a release with one destination (one ``pending`` file at its root)
+    listing a change the old worker had seen but not sent, and that the quick check cannot
+    see (same size, same second). Upgraded with the same destination, or with a second one
+    added at the same time, the change still reaches the old destination."""
+    files = make_tree(source, nodes=1, resources=1, files=2)
+    env = pair.env if dests == 2 else {
+        **pair.env, "RRDSYNC_DEST": pair.env["RRDSYNC_DEST"].split(",")[0]}
+    w = start_worker(env)
+    reconciled(w, pair.labels[:dests])
+    identical(w, source, pair.a.dest)
+    assert w.stop() == 0
+    state = Path(env["RRDSYNC_STATE_DIR"])
+    for d in state.glob("dest-*"):  # as the old release left it: one journal, at the root
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
+    rel = os.path.relpath(files[0], source)
+    _same_second_edit(files[0], pair.a.dest / rel)
+    legacy = state / "pending"
+    legacy.write_bytes(rel.encode() + b"\0")
+    os.chown(legacy, 10001, 0)
+    old = time.time() - 600  # the old worker's last touch, long before the edit
+    os.utime(legacy, (old, old))
+
+    w2 = start_worker(env)
+    reconciled(w2, pair.labels[:dests])
+    identical(w2, source, pair.a.dest, timeout=10)
+    if dests == 2:
+        identical(w2, source, pair.b.dest, timeout=10)
+    resumed = {e["destination"]: e["files"] for e in w2.events("journal_resumed")}
+    assert resumed.get(pair.labels[0]) == 1, resumed
+    assert not legacy.exists()
+    assert w2.stop() == 0
+
+
 # -- destination forms ------------------------------------------------------------------------
 
 
