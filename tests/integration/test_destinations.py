@@ -30,7 +30,16 @@ from tests.fixtures.rrd import (
     rrd_update,
     wait_for,
 )
-from tests.fixtures.sshd import RECEIVERS, RRSYNC, TEST_USER, Sshd, _tree, make_sshd
+from tests.fixtures.sshd import (
+    RECEIVERS,
+    RRSYNC,
+    TEST_USER,
+    WORKER_GID,
+    WORKER_UID,
+    Sshd,
+    _tree,
+    make_sshd,
+)
 from tests.integration.commands import rrdsync, second_destination
 
 pytestmark = pytest.mark.slow
@@ -128,7 +137,7 @@ def lags(files: list[Path], src: Path, dst: Path, count: int | None = None,
 
 
 def summary(values: list[float]) -> str:
-    q = statistics.quantiles(values, n=10) if len(values) >= 2 else values
+    q = statistics.quantiles(values, n=10, method="inclusive") if len(values) >= 2 else values
     return (f"n={len(values)} p50={statistics.median(values):.3f}s "
             f"p90={q[-1]:.3f}s max={max(values):.3f}s")
 
@@ -289,11 +298,55 @@ def test_one_destination_refusing_writes_readyz(pair: Pair, source, start_worker
           f" waited {to_503:.2f}s after the lags); b's error: {failed.get('error')!r}"
           f"\nb's reason: {b['reason']!r}")
     assert max(flowing + more) < 5.0
+    m = status.metrics()
+    failed = 'rrdsync_batches_total{{destination="{}",result="failed"}}'
+    assert m[failed.format(label_b)] >= 1 and m[failed.format(label_a)] == 0
+    assert m[f'rrdsync_destination_ready{{destination="{label_a}"}}'] == 1
+    assert m[f'rrdsync_destination_ready{{destination="{label_b}"}}'] == 0
+    assert m["rrdsync_ready"] == 0
 
     _writable(pair.b)
     back = status.wait_code("/readyz", 200, timeout=40)
     identical(w, source, pair.b.dest, timeout=10)
     print(f"/readyz 200 again {back:.2f}s after b takes writes again")
+    assert w.stop() == 0
+
+
+def test_path_unwritable_at_one_destination_only(pair: Pair, source, start_worker,
+                                                 start_status):
+    """A directory ``b``'s receiver may not write (root's, 0755): those files fail at ``b``
+    only, on their own (side=destination, in b's status only); ``a`` gets everything,
+    and ``b`` every other file; once writable, ``b`` gets them too."""
+    files = make_tree(source, nodes=2, resources=2, files=2)
+    blocked = pair.b.dest / "snmp/1/if0"
+    blocked.mkdir(parents=True)
+    for d in (pair.b.dest / "snmp", pair.b.dest / "snmp/1"):
+        os.chown(d, pair.b.user.pw_uid, pair.b.user.pw_gid)
+    os.chmod(blocked, 0o755)  # root's
+    _, status = start_status(pair.env)
+    w = start_worker(pair.env)
+    label_a, label_b = pair.labels
+    reconciled(w, pair.labels)
+    failing = w.wait_event("path_failing", pred=lambda e: e["side"] == "destination")
+    assert failing["destination"] == label_b and failing["path"].startswith("snmp/1/if0/")
+    healthy = [f for f in files if "snmp/1/if0/" not in str(f)]
+    for f in files:
+        rrd_update(f)
+    identical(w, source, pair.a.dest, timeout=10)
+    stuck = {os.path.relpath(f, source) for f in source.glob("snmp/1/if0/*")}
+    wait_for(lambda: set(differences(source, pair.b.dest)) == stuck, timeout=10,
+             what="b to hold everything but the unwritable directory")
+    dests = status.get("/readyz")[1]["workers"][0]["destinations"]
+    assert dests[label_a]["failing_paths"]["destination"] == 0
+    assert dests[label_b]["failing_paths"]["destination"] == len(stuck), dests[label_b]
+    b_lags = [lag(f, source, pair.b.dest) for f in healthy[:4]]
+    print(f"\nb's lag for writable paths while {len(stuck)} of its paths fail: "
+          f"{summary(b_lags)}")
+    assert max(b_lags) < 3
+    assert not [e for e in w.events("path_failing") if e["destination"] == label_a]
+
+    os.chown(blocked, pair.b.user.pw_uid, pair.b.user.pw_gid)
+    identical(w, source, pair.b.dest, timeout=40)  # retried with its own backoff (5 s..)
     assert w.stop() == 0
 
 
@@ -431,7 +484,7 @@ def test_upgrade_keeps_the_single_destination_journal(pair: Pair, source, start_
     _same_second_edit(files[0], pair.a.dest / rel)
     legacy = state / "pending"
     legacy.write_bytes(rel.encode() + b"\0")
-    os.chown(legacy, 10001, 0)
+    os.chown(legacy, WORKER_UID, WORKER_GID)
     old = time.time() - 600  # the old worker's last touch, long before the edit
     os.utime(legacy, (old, old))
 
