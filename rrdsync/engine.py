@@ -18,7 +18,7 @@ import time
 
 from . import guard, log
 from .config import SidecarConfig
-from .journal import SourceMemory
+from .journal import SourceMemory, drop_legacy
 from .replica import Replica
 from .scan import Passes
 from .status.api import WorkerPublisher
@@ -48,10 +48,10 @@ class Engine:
         keys = [d.key for d in cfg.dests]
         self.passes = Passes(os.fspath(cfg.source_dir), cfg.included, keys, self._wake,
                              started=publisher.rescan_started)
-        legacy = len(cfg.dests) == 1
         self.replicas = [Replica(cfg, d, publisher.destination(d), self.passes, self.stop,
-                                 self.memory, adopt_legacy=legacy, once=once)
+                                 self.memory, adopt_legacy=True, once=once)
                          for d in cfg.dests]
+        drop_legacy(cfg.state_dir)  # each destination has its copy
         self.watcher = Watcher(cfg, self._changed, self._overflowed, self._dir_gone)
         self._watch_thread: threading.Thread | None = None
         self._watching = False

@@ -11,11 +11,14 @@ comparison). The startup full pass is the second safety net.
 
 ``source-fs.json`` (at the state dir's root) records which filesystem the source root
 was on at the first run, for the delete guard. Releases before several destinations kept
-one ``pending`` file at the root: with a single destination it is adopted at start.
+one ``pending`` file at the root: every destination adopts a copy of it at start, its
+mtime kept (the old destination gets what it had not confirmed, also when a destination
+was added in the same upgrade; a new one gets files it needs anyway), then it is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -64,7 +67,9 @@ class Journal:
         self.pending_file = self.dir / PENDING
         legacy = state_dir / PENDING
         if adopt_legacy and legacy.exists() and not self.pending_file.exists():
-            os.replace(legacy, self.pending_file)
+            st = legacy.stat()
+            atomic_write(self.pending_file, legacy.read_bytes())
+            os.utime(self.pending_file, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def load(self) -> list[str]:
         try:
@@ -89,6 +94,12 @@ class Journal:
 
     def save(self, paths: Iterable[str]) -> None:
         atomic_write(self.pending_file, nul_list(paths))
+
+
+def drop_legacy(state_dir: Path) -> None:
+    """Remove the single-destination journal once every destination has adopted a copy."""
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / PENDING).unlink()
 
 
 class SourceMemory:
