@@ -295,4 +295,7 @@ class Engine:
         for r in self.replicas:
             r.close()
         self.pub.close()
-        LOG.info("stopped", pending=sum(len(r.pending) for r in self.replicas))
+        lingering = [t.name for t in threading.enumerate()
+                     if t is not threading.current_thread() and t.is_alive() and not t.daemon]
+        LOG.info("stopped", pending=sum(len(r.pending) for r in self.replicas),
+                 lingering_threads=lingering or None)

@@ -119,9 +119,11 @@ def test_killed_worker_is_restarted_and_nothing_is_lost(
 
 
 def test_worker_that_cannot_start_ends_the_container(containers: Containers, start_sidecar):
-    """A state dir on the read-only root: the worker fails at every start; supervisord
-    gives up (FATAL) and the container must exit non-zero, not loop."""
-    side = start_sidecar("fatal", env={"RRDSYNC_STATE_DIR": "/opt/no-state-here"})
+    """The status server cannot listen (an address this host does not have: a port clash
+    does the same): it fails at every start; supervisord gives up (FATAL) and the container
+    must exit non-zero, not loop. (A state dir on the read-only root no longer gets this
+    far: it is a configuration error, exit 2, before anything starts.)"""
+    side = start_sidecar("fatal", env={"RRDSYNC_HTTP_ADDR": "192.0.2.1:8080"})
     rc = containers.wait_exit(side.name, 90)
     logs = containers.logs(side.name)
     assert rc != 0, logs[-3000:]
