@@ -57,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load_config(command: str, role: str = config.SIDECAR) -> config.AnyConfig:
-    """The one place the environment is read: ``serve`` has its own variables, ``config``
-    loads the role it is asked about, every other command is the worker (sidecar) role."""
+    """Hands the environment to the loader of the command's role (the receiver role's
+    entry point, ``receiver.main``, does the same for its own): ``serve`` has its own
+    variables, ``config`` loads the role it is asked about, every other command is the
+    worker (sidecar) role."""
     if command == "serve":
         return config.load_serve(os.environ)
     if command == "config":

@@ -4,8 +4,9 @@ Everything comes from one declarative table (``TABLE``, in ``config_table.py``):
 variable with its parser, default, roles, secrecy and meaning. The table drives loading
 and validation, ``rrdsync config`` (secrets redacted), the README's variable tables
 (``python -m rrdsync.config_doc``), the list of known names and the defaults of the
-per-role dataclasses below (checked against the table at import). Nothing else in rrdsync
-reads ``os.environ``.
+per-role dataclasses below (checked against the table at import). The entry points
+(``cli.py``, ``receiver.py``) hand ``os.environ`` to the loaders here; nothing else in
+rrdsync reads it.
 
 A bad value raises ``ConfigError`` naming the variable, the value and what would be
 accepted; the CLI turns it into one line on stderr and exit status 2. Every ``RRDSYNC_*``

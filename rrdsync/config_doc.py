@@ -1,5 +1,5 @@
 """The variable tables of README.md's "Configuration" section, generated from the table in
-``config.py`` so the documentation cannot drift from what the loader accepts.
+``config_table.py`` so the documentation cannot drift from what the loader accepts.
 
     python -m rrdsync.config_doc           rewrite the tables in README.md
     python -m rrdsync.config_doc --check   exit 1 if README.md is out of date

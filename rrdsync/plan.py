@@ -8,8 +8,10 @@ Order of precedence:
 1. a stop request ends the loop (the run in flight was already allowed to drain);
 2. a pass whose last chunk is done is closed (bookkeeping, no rsync);
 3. a destination that failed as a whole waits out its backoff;
-4. runs are paced: one starts at most every ``MIN_INTERVAL`` (each costs a fixed ~30 ms
-   of CPU over both ends, so under load batches grow instead of runs multiplying);
+4. runs are paced: one starts at most every ``MIN_INTERVAL`` (each run has a fixed CPU
+   cost on both ends, ~18 ms sending and ~12 ms receiving over one multiplexed SSH
+   connection in ``python -m bench.rsync_cost``, bench/results/rsync-cost.txt; so under
+   load batches grow instead of runs multiplying);
 5. event batches (and quarantined paths whose retry came) and full-pass chunks
    alternate when both are ready, so a full pass never holds back replication and
    replication never starves a full pass;

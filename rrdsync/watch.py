@@ -88,9 +88,10 @@ class _Group(InotifyWatchGroup):
         """A plain file event (written, modified, created, deleted; not a move, not a
         directory) needs neither move pairing nor watch bookkeeping, so it goes straight to
         our handler from the inotify reader thread instead of through watchdog's emitter
-        and dispatcher threads: measured 400 µs of CPU per event down to about 60 µs, which
-        is most of the worker's own CPU at OpenNMS rates. Everything else takes
-        watchdog's usual path."""
+        and dispatcher threads: per-event dispatch was most of the worker's own CPU at
+        OpenNMS rates (bench/README.md, "What limits rrdsync"; ``python -m bench.threads
+        PID`` shows it per thread during a ``python -m bench opennms-20k`` run). Everything
+        else takes watchdog's usual path."""
         if (event.is_directory or event.is_moved_from or event.is_moved_to
                 or not (event.is_close_write or event.is_modify or event.is_create
                         or event.is_delete or event.is_attrib)):
