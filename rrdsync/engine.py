@@ -3,8 +3,10 @@ and a main thread that keeps them honest.
 
 Data flows one way: filesystem events → each destination's pending set → batches →
 rsync → results → metrics and health. The main thread never sends anything itself:
-every half second it publishes gauges, writes the journals, asks for full passes (at
-start, after an inotify overflow, every ``RRDSYNC_RESCAN_INTERVAL``), restarts a
+every half second it publishes gauges, writes each destination's journal when it changed
+(at most once a second; every 5 s above 20,000 paths; touched every 5 s otherwise), asks
+for full passes (at start, after an inotify overflow, every ``RRDSYNC_RESCAN_INTERVAL``),
+restarts a
 watcher that failed, and checks in for the process only while every destination's
 thread shows progress. On SIGTERM it stops new work, lets each rsync in flight drain
 until the deadline, writes the journals, and returns.
@@ -136,9 +138,9 @@ class Engine:
         return t
 
     def _start_watching(self, recent_since: float | None, reason: str = "startup") -> None:
-        """Add the watches (a walk of every directory: seconds on a large tree, longer on
-        NFS) on a thread of its own, then ask for the startup pass: watches first, so no
-        change can fall between the walk and the watch."""
+        """Add the watches (a walk of every directory, whose time grows with the tree and
+        the filesystem's latency) on a thread of its own, then ask for the startup pass:
+        watches first, so no change can fall between the walk and the watch."""
 
         def start() -> None:
             self.pub.activity("adding watches")
