@@ -247,6 +247,9 @@ class BenchSshd(Sshd):
         # plain sshd, no rrsync (the fixture's default since the engine rework): lsyncd's
         # stock ``-s`` would be refused, and every tool must get the same receiver
         super().__init__(workdir=workdir, dest=dest, receiver="plain")
+        # set to a cgroup's cgroup.procs: sshd joins it before its first instruction, so a
+        # connection accepted right after a (re)start is counted too
+        self.cgroup_procs: Path | None = None
         if net is not None:
             pub = self.host_key.with_suffix(".pub").read_text().split()[:2]
             self.known_hosts.write_text(f"[{net.ns_ip}]:{self.port} {' '.join(pub)}\n")
@@ -259,6 +262,9 @@ class BenchSshd(Sshd):
     def start(self) -> None:
         Path("/run/sshd").mkdir(exist_ok=True)
         argv = [SSHD, "-D", "-e", "-f", str(self.config)]
+        if self.cgroup_procs is not None:
+            argv = [sys.executable, str(REPO / "bench" / "cgexec.py"), str(self.cgroup_procs),
+                    *argv]
         # after a stop (bench.fanout's outage) the log already says "listening": only what
         # this start writes counts
         offset = self.log.stat().st_size if self.log.exists() else 0
