@@ -36,6 +36,7 @@ pytestmark = [
 def test_fanout_tiny_outage_split_and_nothing_lost() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="rrdsync-bench-fanout-", dir="/tmp"))
     os.chmod(scratch, 0o755)
+    keep = False
     try:
         out = scratch / "out"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RRDSYNC_")}
@@ -57,7 +58,7 @@ def test_fanout_tiny_outage_split_and_nothing_lost() -> None:
         for d in [*dests.values(), *runs["single"]["destinations"]]:
             assert d["initial_sync_s"] is not None, proc.stderr[-3000:]
             assert d["all"]["updates"] == 120
-            assert d["undelivered"] == 0, (d["name"], proc.stderr[-3000:])
+            assert d["undelivered"] == 0, (d["name"], d["role"], proc.stderr[-1500:])
             assert d["unknown_contents"] == 0 and d["regressions"] == 0
             assert d["misplaced"] == 0
             assert d["differ_after_drain"] == 0
@@ -77,5 +78,9 @@ def test_fanout_tiny_outage_split_and_nothing_lost() -> None:
         assert "| fanout | a (healthy) | during |" in md
         assert "target" in proc.stderr and "NOT met: stopped destination: nothing lost" \
             not in proc.stderr
+    except AssertionError as e:
+        keep = True  # the logs of both runs (rrdsync's, sshd's, observers') for a post-mortem
+        raise AssertionError(f"{e}\nwork dirs kept in {scratch}") from None
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
