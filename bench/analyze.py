@@ -102,9 +102,24 @@ class Lags:
         return self.lags[rank - 1] if rank <= len(self.lags) else math.inf
 
 
-def lags(g: GenLog, o: ObsLog) -> Lags:
-    out: list[float] = []
-    undelivered = unknown = regressions = 0
+@dataclass
+class Deliveries:
+    """Every update with when it was made and how late it arrived (inf: never)."""
+
+    records: list[tuple[float, float]]  # (update time, lag s); file by file, in version order
+    unknown_contents: int
+    regressions: int
+
+    def window(self, t0: float = -math.inf, t1: float = math.inf) -> Lags:
+        """The lags of the updates made in [t0, t1) (e.g. before, during, after an outage)."""
+        sel = [lag for t, lag in self.records if t0 <= t < t1]
+        done = sorted(x for x in sel if not math.isinf(x))
+        return Lags(done, len(sel) - len(done), 0, 0, len(sel))
+
+
+def deliveries(g: GenLog, o: ObsLog) -> Deliveries:
+    out: list[tuple[float, float]] = []
+    unknown = regressions = 0
     for idx, ups in enumerate(g.updates):
         if not ups:
             continue
@@ -121,8 +136,13 @@ def lags(g: GenLog, o: ObsLog) -> Lags:
                 continue
             best = v
             while i < len(ups) and ups[i][0] <= v:
-                out.append(max(0.0, t - ups[i][1]))
+                out.append((ups[i][1], max(0.0, t - ups[i][1])))
                 i += 1
-        undelivered += len(ups) - i
-    out.sort()
-    return Lags(out, undelivered, unknown, regressions, g.count)
+        out.extend((t_up, math.inf) for _, t_up in ups[i:])
+    return Deliveries(out, unknown, regressions)
+
+
+def lags(g: GenLog, o: ObsLog) -> Lags:
+    d = deliveries(g, o)
+    done = sorted(lag for _, lag in d.records if not math.isinf(lag))
+    return Lags(done, len(d.records) - len(done), d.unknown_contents, d.regressions, g.count)

@@ -244,7 +244,12 @@ class BenchSshd(Sshd):
 
     def __init__(self, workdir: Path, dest: Path, net: NetModel | None = None) -> None:
         self.net = net
-        super().__init__(workdir=workdir, dest=dest)
+        # plain sshd, no rrsync (the fixture's default since the engine rework): lsyncd's
+        # stock ``-s`` would be refused, and every tool must get the same receiver
+        super().__init__(workdir=workdir, dest=dest, receiver="plain")
+        # set to a cgroup's cgroup.procs: sshd joins it before its first instruction, so a
+        # connection accepted right after a (re)start is counted too
+        self.cgroup_procs: Path | None = None
         if net is not None:
             pub = self.host_key.with_suffix(".pub").read_text().split()[:2]
             self.known_hosts.write_text(f"[{net.ns_ip}]:{self.port} {' '.join(pub)}\n")
@@ -257,6 +262,12 @@ class BenchSshd(Sshd):
     def start(self) -> None:
         Path("/run/sshd").mkdir(exist_ok=True)
         argv = [SSHD, "-D", "-e", "-f", str(self.config)]
+        if self.cgroup_procs is not None:
+            argv = [sys.executable, str(REPO / "bench" / "cgexec.py"), str(self.cgroup_procs),
+                    *argv]
+        # after a stop (bench.fanout's outage) the log already says "listening": only what
+        # this start writes counts
+        offset = self.log.stat().st_size if self.log.exists() else 0
         log = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         if self.net is not None:
             self.proc = self.net.popen(argv, stdout=log, stderr=log)
@@ -266,8 +277,10 @@ class BenchSshd(Sshd):
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if "Server listening on" in self.log.read_text(errors="replace"):
-                return
+            with open(self.log, "rb") as f:
+                f.seek(offset)
+                if b"Server listening on" in f.read():
+                    return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {self.log.read_text()[-2000:]}")
             time.sleep(0.05)

@@ -174,9 +174,13 @@ def write(doc: dict, out: Path) -> None:
         return x
 
     (out / "results.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
-    (out / "results.md").write_text(markdown(doc))
+    md, plots = markdown, plot
+    if doc.get("kind") == "fanout":  # several destinations, one stopped: its own tables
+        from bench import fanout_report
+        md, plots = fanout_report.markdown, fanout_report.plot
+    (out / "results.md").write_text(md(doc))
     try:
-        plot(doc, out / "lag-cdf.png")
+        plots(doc, out / "lag-cdf.png")
     except ImportError:  # matplotlib is in bench/setup.sh's venv, not the test extras
         print("matplotlib missing: no lag-cdf.png", file=sys.stderr)
 

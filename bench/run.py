@@ -463,25 +463,25 @@ def reported_events(path: Path) -> dict:
     return out
 
 
-def prepare_source(prof: Profile, root: Path, fresh: bool,
+def prepare_source(files: int, root: Path, fresh: bool,
                    empty: bool = False) -> tuple[Path, dict]:
     """The profile's source tree, built once and reused while its rows model is current.
     Profiles with the same file count share one tree (``tree-<files>``)."""
-    base = root / (f"tree-{prof.files}" + ("-empty" if empty else ""))
+    base = root / (f"tree-{files}" + ("-empty" if empty else ""))
     src = base / "src"
     marker = base / "tree.json"
     facts: dict = {}
     if marker.exists():
         facts = json.loads(marker.read_text())
     model = EMPTY_MODEL if empty else ROWS_MODEL
-    if fresh or facts.get("rows_model") != model or facts.get("files") != prof.files:
+    if fresh or facts.get("rows_model") != model or facts.get("files") != files:
         if base.exists():
             shutil.rmtree(base)
         base.mkdir(parents=True)
         os.chmod(root, 0o755)
         os.chmod(base, 0o755)
-        log(f"building {prof.files} RRD files under {src}")
-        facts = build_tree(src, prof.files, fill=not empty)
+        log(f"building {files} RRD files under {src}")
+        facts = build_tree(src, files, fill=not empty)
         marker.write_text(json.dumps(facts))
     return src, facts
 
@@ -499,7 +499,14 @@ def _terminate(_sig: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].startswith("fanout-"):  # several destinations: bench.fanout
+        from bench import fanout
+        return fanout.main(argv)
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
+                                 epilog="fanout-tiny, fanout-small, fanout-20k: one rrdsync "
+                                 "to two destinations, one stopped halfway (python -m bench "
+                                 "fanout-small --help)")
     ap.add_argument("profile", choices=sorted(PROFILES))
     ap.add_argument("--tools", help="comma-separated subset of: " + ", ".join(ALL_Z) +
                     "; rrdsync+SETTLE=100ms+... runs rrdsync with RRDSYNC_* settings changed")
@@ -542,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     a.scratch.mkdir(parents=True, exist_ok=True)
     os.chmod(a.scratch, 0o755)  # the destination's user walks through it to its directory
     signal.signal(signal.SIGTERM, _terminate)
-    src, tree = prepare_source(prof, a.scratch, a.fresh, empty=a.rows == "empty")
+    src, tree = prepare_source(prof.files, a.scratch, a.fresh, empty=a.rows == "empty")
     expected = included_files(src)
     all_files = set(expected)
     base = a.scratch / prof.name / "runs" / time.strftime("%Y%m%d-%H%M%S")
