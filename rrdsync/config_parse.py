@@ -9,6 +9,7 @@ start, so a bad value is one line on stderr and exit 2 instead of a failing loop
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def parse_duration(name: str, raw: str, *, zero_ok: bool) -> float:
     return seconds
 
 
-def duration(*, zero_ok: bool):
+def duration(*, zero_ok: bool) -> Callable[[str, str], float]:
     return lambda name, raw: parse_duration(name, raw, zero_ok=zero_ok)
 
 
@@ -101,7 +102,7 @@ def parse_int(name: str, raw: str, *, minimum: int, maximum: int) -> int:
     return value
 
 
-def integer(minimum: int, maximum: int):
+def integer(minimum: int, maximum: int) -> Callable[[str, str], int]:
     return lambda name, raw: parse_int(name, raw, minimum=minimum, maximum=maximum)
 
 
@@ -123,7 +124,7 @@ def parse_include(name: str, raw: str) -> tuple[str, ...]:
     return globs
 
 
-def choice(*choices: str, upper: bool = False):
+def choice(*choices: str, upper: bool = False) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         low = raw.strip().lower()
         if low not in choices:

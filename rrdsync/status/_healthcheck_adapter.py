@@ -76,7 +76,7 @@ class PeriodicTimer(HealthCheck):
 
     def __init__(self, *, prefix: str, interval: float, timeout: float,
                  directory: Path) -> None:
-        super().__init__(prefix=prefix, interval=interval, timeout=timeout)  # type: ignore[arg-type]
+        super().__init__(prefix=prefix, interval=interval, timeout=timeout)
         _require_instance(self)
         self._dump_dir = str(directory)  # run() ticks only while this is set
 

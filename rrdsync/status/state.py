@@ -26,7 +26,10 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from .. import log
 
@@ -71,7 +74,10 @@ def _optional_number(value: Any) -> bool:
     return value is None or _number(value)
 
 
-def _decode(cls: Any, data: Any) -> Any:
+_T = TypeVar("_T", bound="DataclassInstance")
+
+
+def _decode(cls: type[_T], data: Any) -> _T | None:
     """``cls(**data)`` keeping known fields only; None if that does not fit."""
     if not isinstance(data, dict):
         return None
