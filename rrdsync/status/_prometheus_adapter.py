@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._drift import LibraryDrift
+from .._drift import LibraryDrift
 
 LIBRARY = "prometheus-client"
 WRITTEN_FOR = "0.26.0"
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def _drift(name: str) -> LibraryDrift:
-    return LibraryDrift(LIBRARY, name, WRITTEN_FOR, "_prometheus_adapter.py")
+    return LibraryDrift(LIBRARY, name, WRITTEN_FOR, __name__)
 
 
 def use_multiprocess(directory: Path, identifier: Callable[[], str]) -> None:
