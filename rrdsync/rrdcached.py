@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from .config_parse import split_host_port
 from .threads import Beat, Stop
 
 SLICE = 0.5
@@ -27,8 +28,7 @@ def _connect(address: str, timeout: float) -> socket.socket:
         s.settimeout(timeout)
         s.connect(address[5:])
         return s
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    return socket.create_connection(split_host_port(address), timeout=timeout)
 
 
 class _Lines:
