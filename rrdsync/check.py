@@ -18,7 +18,6 @@ user is told.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Destination, SidecarConfig
-from .rsync_output import remote_protocol, rsync_version
+from .rsync_output import remote_protocol, rsync_version, version_tuple
 from .ssh import SshError, SshMaster, classify_ssh_error
 from .threads import Beat, Stop
 from .transfer import Result, Rsync, write_list
@@ -191,7 +190,7 @@ def _probe(s: Session, rep: Report) -> int | None:
 def _version_line(rep: Report, version: str | None, protocol: int | None) -> None:
     what = "destination rsync version"
     if version is not None:
-        if tuple(int(x) for x in re.findall(r"\d+", version)[:3]) >= NS_MTIME_MIN:
+        if version_tuple(version) >= NS_MTIME_MIN:
             rep.line(True, what, version)
         else:
             rep.line(None, what, f"{version}: older than 3.1.3, nanosecond mtime "

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import log, logwrap
 from .config import ConfigError, ReceiverConfig, load_receiver
+from .journal import atomic_write
 
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = "/etc/rrdsync/sshd_config"
@@ -182,10 +183,7 @@ def private_copies(sources: list[Path], private: Path) -> list[Path]:
         except OSError as e:
             raise ConfigError("RRDSYNC_HOST_KEY_DIR", str(src),
                               f"host key not readable by this user ({e.strerror})") from None
-        dst.unlink(missing_ok=True)
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        atomic_write(dst, data, durable=False)
         copies.append(dst)
     return copies
 
@@ -216,12 +214,8 @@ def prepare(cfg: ReceiverConfig) -> list[str]:
                   "known_hosts line for this receiver (use the name clients connect to)",
                   known_hosts=line)
 
-    rendered = render_keys(cfg, keys)
     auth = private / "authorized_keys"
-    auth.unlink(missing_ok=True)
-    fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(rendered)
+    atomic_write(auth, render_keys(cfg, keys).encode(), durable=False)
     LOG.info("receiver_start", "accepting rsync writes",
               receive_dir=str(cfg.receive_dir), port=cfg.listen_port,
               keys=len(keys), key_dirs=[str(d) for d in dirs],

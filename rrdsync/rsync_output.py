@@ -40,6 +40,11 @@ def rsync_version(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``3.2.7`` -> (3, 2, 7), for comparisons (``3.4.1pre1`` -> (3, 4, 1))."""
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
 def remote_protocol(text: str) -> int | None:
     """The other end's protocol number from ``--debug=proto`` output
     (``(Client) Protocol versions: remote=32, negotiated=32``): all an rrsync receiver,

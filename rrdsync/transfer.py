@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import log, rsync_output
 from .config import Destination, SidecarConfig
+from .journal import nul_list
 from .rsync_output import Item, PathError
 from .ssh import SshMaster, spawn
 from .threads import Beat, Stop
@@ -66,10 +67,9 @@ _PROGRESS = re.compile(rb"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
 
 def write_list(path: Path, paths: list[str] | bytes) -> None:
-    """A NUL-separated ``--files-from`` list (any byte in a name survives)."""
-    data = paths if isinstance(paths, bytes) else b"".join(
-        os.fsencode(p) + b"\0" for p in sorted(paths))
-    path.write_bytes(data)
+    """A NUL-separated ``--files-from`` list (any byte in a name survives); ``bytes`` are
+    such a list already (a chunk of a full pass)."""
+    path.write_bytes(paths if isinstance(paths, bytes) else nul_list(sorted(paths)))
 
 
 @dataclass

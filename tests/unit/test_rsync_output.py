@@ -11,6 +11,7 @@ from rrdsync.rsync_output import (
     rsync_version,
     unescape,
     vanished,
+    version_tuple,
 )
 
 
@@ -69,6 +70,8 @@ def test_receiver_paths_are_matched_by_their_longest_tail():
 def test_version():
     assert rsync_version("rsync  version 3.2.7  protocol version 31") == "3.2.7"
     assert rsync_version("nothing") is None
+    assert version_tuple("3.2.7") == (3, 2, 7) and version_tuple("3.4.1pre1") == (3, 4, 1)
+    assert version_tuple("3.1.2") < (3, 1, 3) <= version_tuple("3.10")
 
 
 def test_remote_protocol_from_debug_output():
