@@ -49,15 +49,13 @@ class Session:
         self.beat = Beat(dest.label)
         self.ssh: SshMaster | None = None
         self.rsync: Rsync | None = None
-        self.retried = 0
         self._workdir = Path(tempfile.mkdtemp(prefix="rrdsync-cmd-"))
 
-    def connect(self) -> Rsync:
+    def connect(self) -> None:
         if self.dest.is_remote:
             self.ssh = SshMaster(self.cfg, self.dest)
             self.ssh.ensure(self.stop, self.beat)
         self.rsync = Rsync(self.cfg, self.dest, self.ssh, self._workdir / "rsync")
-        return self.rsync
 
     def run(self, attempt: Callable[[], Result]) -> Result:
         """``attempt()``, again while the receiver is busy with another rsync."""
@@ -68,7 +66,6 @@ class Session:
             self.say(f"the receiver is busy with another rsync (a worker sending to it?); "
                      f"retry {n} of {len(BUSY_WAITS)} in {wait:g}s")
             time.sleep(wait)
-            self.retried += 1
             res = attempt()
         return res
 

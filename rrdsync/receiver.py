@@ -114,11 +114,6 @@ def render_keys(cfg: ReceiverConfig, keys: list[AuthorizedKey]) -> str:
     return "".join(out)
 
 
-def render_authorized_keys(cfg: ReceiverConfig, text: str) -> str:
-    """RRDSYNC_AUTHORIZED_KEYS's text in, sshd's restricted lines out."""
-    return render_keys(cfg, parse_authorized_keys(cfg, text))
-
-
 def make_key_dirs(cfg: ReceiverConfig, keys: list[AuthorizedKey]) -> list[Path]:
     """Create RECEIVE_DIR/NAME for each ``dir=NAME`` key (owned by this process's user).
     A symlink there is refused: it would lead the confined key out of RECEIVE_DIR."""
@@ -235,7 +230,7 @@ def _error(event: str, message: str, fmt: str = "json") -> None:
     sys.stderr.write(logwrap.render(fmt, LOG.logger.name, logging.ERROR, event, message) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     fmt = "json"
     try:
         cfg = load_receiver(os.environ)

@@ -79,7 +79,6 @@ class Result:
     items: list[Item] = field(default_factory=list)
     stderr: str = ""
     interrupted: bool = False  # ended by us at the stop deadline
-    stderr_cut: bool = False  # the start of stderr was dropped (too long to keep)
 
     @property
     def sent(self) -> list[str]:
@@ -250,9 +249,8 @@ class Rsync:
                     continue
                 if key.data == "err":
                     err += chunk
-                    if len(err) > 262144:
+                    if len(err) > 262144:  # keep the end: the summary and last errors
                         del err[:-131072]
-                        res.stderr_cut = True
                     continue
                 buf += chunk
                 *lines, buf = re.split(rb"[\r\n]", buf)

@@ -134,7 +134,6 @@ SERVER: tuple[Spec, ...] = (
          ("version",)),
 )
 
-DESTINATION_LABEL = D[0]
 FAILING_SIDES = ("source", "destination")
 
 
