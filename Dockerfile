@@ -19,7 +19,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/rrdsync
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
+# Dependencies first, from pyproject.toml alone, so code changes reuse this layer; then
+# supervisord, which the image runs (entrypoint) but the Python package does not import.
 COPY pyproject.toml ./
 # The optional extra CA (a TLS-intercepting proxy) is a build secret: it is mounted for this
 # step only and never stored in a layer. Without --secret the mount is empty and pip uses
@@ -28,6 +29,7 @@ RUN --mount=type=secret,id=extra_ca \
     if [ -s /run/secrets/extra_ca ]; then export PIP_CERT=/run/secrets/extra_ca; fi; \
     /opt/rrdsync/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
  && /opt/rrdsync/bin/pip install -r /tmp/requirements.txt \
+ && /opt/rrdsync/bin/pip install 'supervisor>=4.2,<5' \
  && /opt/rrdsync/bin/pip install 'setuptools>=68' wheel
 COPY rrdsync ./rrdsync
 # --no-build-isolation: setuptools is already in the venv, so this step needs no network.

@@ -18,7 +18,6 @@ user is told.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Destination, SidecarConfig
-from .rsync_output import remote_protocol, rsync_version
+from .rsync_output import remote_protocol, rsync_version, version_tuple
 from .ssh import SshError, SshMaster, classify_ssh_error
 from .threads import Beat, Stop
 from .transfer import Result, Rsync, write_list
@@ -50,15 +49,13 @@ class Session:
         self.beat = Beat(dest.label)
         self.ssh: SshMaster | None = None
         self.rsync: Rsync | None = None
-        self.retried = 0
         self._workdir = Path(tempfile.mkdtemp(prefix="rrdsync-cmd-"))
 
-    def connect(self) -> Rsync:
+    def connect(self) -> None:
         if self.dest.is_remote:
             self.ssh = SshMaster(self.cfg, self.dest)
             self.ssh.ensure(self.stop, self.beat)
         self.rsync = Rsync(self.cfg, self.dest, self.ssh, self._workdir / "rsync")
-        return self.rsync
 
     def run(self, attempt: Callable[[], Result]) -> Result:
         """``attempt()``, again while the receiver is busy with another rsync."""
@@ -69,7 +66,6 @@ class Session:
             self.say(f"the receiver is busy with another rsync (a worker sending to it?); "
                      f"retry {n} of {len(BUSY_WAITS)} in {wait:g}s")
             time.sleep(wait)
-            self.retried += 1
             res = attempt()
         return res
 
@@ -191,7 +187,7 @@ def _probe(s: Session, rep: Report) -> int | None:
 def _version_line(rep: Report, version: str | None, protocol: int | None) -> None:
     what = "destination rsync version"
     if version is not None:
-        if tuple(int(x) for x in re.findall(r"\d+", version)[:3]) >= NS_MTIME_MIN:
+        if version_tuple(version) >= NS_MTIME_MIN:
             rep.line(True, what, version)
         else:
             rep.line(None, what, f"{version}: older than 3.1.3, nanosecond mtime "

@@ -98,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in config.public_items(cfg):
             print(f"{name}={value}")
         return 0
-    if args.command == "serve":
+    if isinstance(cfg, config.ServeConfig):  # serve
         from .status.server import serve
 
         return serve(cfg)
+    if not isinstance(cfg, config.SidecarConfig):  # the receiver's: only for "config"
+        raise TypeError(f"{args.command} got a {type(cfg).__name__}")
     if args.command == "check":
         from .check import check
 

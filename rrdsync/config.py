@@ -98,12 +98,6 @@ class SidecarConfig:
     def rrdcached_path_root(self) -> Path:
         return self.rrdcached_root or self.source_dir
 
-    @property
-    def dest(self) -> Destination:
-        """Transitional, for the single-destination engine: the first destination.
-        Delete once nothing uses it (the engine is being rewritten against ``dests``)."""
-        return self.dests[0]
-
 
 @dataclass(frozen=True, kw_only=True)
 class ServeConfig:

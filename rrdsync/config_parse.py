@@ -9,6 +9,7 @@ start, so a bad value is one line on stderr and exit 2 instead of a failing loop
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def parse_duration(name: str, raw: str, *, zero_ok: bool) -> float:
     return seconds
 
 
-def duration(*, zero_ok: bool):
+def duration(*, zero_ok: bool) -> Callable[[str, str], float]:
     return lambda name, raw: parse_duration(name, raw, zero_ok=zero_ok)
 
 
@@ -101,7 +102,7 @@ def parse_int(name: str, raw: str, *, minimum: int, maximum: int) -> int:
     return value
 
 
-def integer(minimum: int, maximum: int):
+def integer(minimum: int, maximum: int) -> Callable[[str, str], int]:
     return lambda name, raw: parse_int(name, raw, minimum=minimum, maximum=maximum)
 
 
@@ -123,7 +124,7 @@ def parse_include(name: str, raw: str) -> tuple[str, ...]:
     return globs
 
 
-def choice(*choices: str, upper: bool = False):
+def choice(*choices: str, upper: bool = False) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         low = raw.strip().lower()
         if low not in choices:
@@ -144,39 +145,54 @@ def optional_abspath(name: str, raw: str) -> Path | None:
     return abspath(name, raw) if raw.strip() else None
 
 
-def parse_http_addr(name: str, raw: str) -> tuple[str, int]:
-    text = raw.strip()
-    host, sep, port_text = text.rpartition(":")
-    accepted = "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8080, [::]:8080)"
+V6_NEEDS_BRACKETS = "an IPv6 address needs brackets: [::]:8080"
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6addr]:port`` -> (host without brackets, port); the host may be
+    empty. ValueError (with the reason) for anything else, a bare IPv6 address included."""
+    host, sep, port_text = text.strip().rpartition(":")
     if not sep or not re.fullmatch(r"[0-9]{1,5}", port_text) \
             or not 0 < int(port_text) < 65536:
-        raise ConfigError(name, raw, accepted)
+        raise ValueError("no port from 1 to 65535")
     if host.startswith("["):
         if not host.endswith("]") or len(host) < 3:
-            raise ConfigError(name, raw, accepted)
+            raise ValueError("unbalanced brackets")
         host = host[1:-1]
     elif ":" in host:
-        raise ConfigError(name, raw, "an IPv6 address needs brackets: [::]:8080")
-    return host or "0.0.0.0", int(port_text)
+        raise ValueError(V6_NEEDS_BRACKETS)
+    return host, int(port_text)
 
 
-def show_http_addr(addr: tuple[str, int]) -> str:
-    host, port_ = addr
+def show_host_port(host: str, port_: int) -> str:
+    """What :func:`split_host_port` reads back (IPv6 addresses in brackets)."""
     return f"[{host}]:{port_}" if ":" in host else f"{host}:{port_}"
+
+
+def parse_http_addr(name: str, raw: str) -> tuple[str, int]:
+    try:
+        host, port_ = split_host_port(raw)
+    except ValueError as e:
+        raise ConfigError(name, raw, V6_NEEDS_BRACKETS if str(e) == V6_NEEDS_BRACKETS else
+                          "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8080,"
+                          " [::]:8080)") from None
+    return host or "0.0.0.0", port_
 
 
 def parse_rrdcached(name: str, raw: str) -> str:
     value = raw.strip()
-    accepted = "expected unix:/absolute/socket or host:port"
+    accepted = "expected unix:/absolute/socket, host:port or [v6addr]:port"
     if not value:
         return ""
     if value.startswith("unix:"):
         if not value[5:].startswith("/"):
             raise ConfigError(name, raw, accepted)
         return value
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port_text) \
-            or not 0 < int(port_text) < 65536:
+    try:
+        host, _port = split_host_port(value)
+    except ValueError:
+        raise ConfigError(name, raw, accepted) from None
+    if not host:
         raise ConfigError(name, raw, accepted)
     return value
 

@@ -105,7 +105,7 @@ TABLE: tuple[Var, ...] = (
         " transfer hangs longer"),
     Var("RRDSYNC_HTTP_ADDR", p.parse_http_addr, "0.0.0.0:8080", _STATUS,
         "status server address (`host:port`, `[v6addr]:port`)",
-        show=lambda c: p.show_http_addr(c.http_addr)),
+        show=lambda c: p.show_host_port(*c.http_addr)),
     Var("RRDSYNC_LIVENESS_TIMEOUT", p.duration(zero_ok=False), "60s", _STATUS,
         "a worker silent this long is not live"),
     Var("RRDSYNC_MAX_LAG", p.duration(zero_ok=False), "5m", _STATUS,

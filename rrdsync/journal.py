@@ -29,13 +29,17 @@ PENDING = "pending"
 SOURCE_FS = "source-fs.json"
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` (a private file: ``mode``). ``durable`` adds the
-    fsyncs that make the new content survive a power cut, not only a kill."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = True,
+                 mode: int | None = 0o600) -> None:
+    """Replace ``path`` with ``data``: a reader sees the old or the new file, whole. The
+    file is private (``mode``, 0600) unless ``mode`` is None (the umask's choice).
+    ``durable`` adds the fsyncs that make the new content survive a power cut, not only a
+    kill. One writer per path at a time (the temporary file's name is fixed)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
     try:
-        os.fchmod(fd, mode)
+        if mode is not None:
+            os.fchmod(fd, mode)  # an existing temporary file keeps its mode through O_CREAT
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
@@ -58,6 +62,11 @@ def nul_list(paths: Iterable[str]) -> bytes:
     return b"".join(os.fsencode(p) + b"\0" for p in paths)
 
 
+def parse_nul_list(data: bytes) -> list[str]:
+    """The paths of a :func:`nul_list` (empty names skipped)."""
+    return [os.fsdecode(p) for p in data.split(b"\0") if p]
+
+
 class Journal:
     """One destination's list of unconfirmed paths."""
 
@@ -76,7 +85,7 @@ class Journal:
             raw = self.pending_file.read_bytes()
         except FileNotFoundError:
             return []
-        return [os.fsdecode(p) for p in raw.split(b"\0") if p]
+        return parse_nul_list(raw)
 
     def saved_at(self) -> float | None:
         """When the pending list was last written or touched (by a previous run)."""

@@ -98,9 +98,6 @@ class Log:
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
 
-    def enabled(self, level: int) -> bool:
-        return self.logger.isEnabledFor(level)
-
     def log(self, level: int, event: str, message: str = "", *, exc_info: bool = False,
             **fields: Any) -> None:
         if self.logger.isEnabledFor(level):

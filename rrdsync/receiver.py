@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import log, logwrap
 from .config import ConfigError, ReceiverConfig, load_receiver
+from .journal import atomic_write
 
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = "/etc/rrdsync/sshd_config"
@@ -113,11 +114,6 @@ def render_keys(cfg: ReceiverConfig, keys: list[AuthorizedKey]) -> str:
     return "".join(out)
 
 
-def render_authorized_keys(cfg: ReceiverConfig, text: str) -> str:
-    """RRDSYNC_AUTHORIZED_KEYS's text in, sshd's restricted lines out."""
-    return render_keys(cfg, parse_authorized_keys(cfg, text))
-
-
 def make_key_dirs(cfg: ReceiverConfig, keys: list[AuthorizedKey]) -> list[Path]:
     """Create RECEIVE_DIR/NAME for each ``dir=NAME`` key (owned by this process's user).
     A symlink there is refused: it would lead the confined key out of RECEIVE_DIR."""
@@ -182,10 +178,7 @@ def private_copies(sources: list[Path], private: Path) -> list[Path]:
         except OSError as e:
             raise ConfigError("RRDSYNC_HOST_KEY_DIR", str(src),
                               f"host key not readable by this user ({e.strerror})") from None
-        dst.unlink(missing_ok=True)
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        atomic_write(dst, data, durable=False)
         copies.append(dst)
     return copies
 
@@ -216,12 +209,8 @@ def prepare(cfg: ReceiverConfig) -> list[str]:
                   "known_hosts line for this receiver (use the name clients connect to)",
                   known_hosts=line)
 
-    rendered = render_keys(cfg, keys)
     auth = private / "authorized_keys"
-    auth.unlink(missing_ok=True)
-    fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(rendered)
+    atomic_write(auth, render_keys(cfg, keys).encode(), durable=False)
     LOG.info("receiver_start", "accepting rsync writes",
               receive_dir=str(cfg.receive_dir), port=cfg.listen_port,
               keys=len(keys), key_dirs=[str(d) for d in dirs],
@@ -241,7 +230,7 @@ def _error(event: str, message: str, fmt: str = "json") -> None:
     sys.stderr.write(logwrap.render(fmt, LOG.logger.name, logging.ERROR, event, message) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     fmt = "json"
     try:
         cfg = load_receiver(os.environ)

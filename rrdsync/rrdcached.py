@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from .config_parse import split_host_port
 from .threads import Beat, Stop
 
 SLICE = 0.5
@@ -27,8 +28,7 @@ def _connect(address: str, timeout: float) -> socket.socket:
         s.settimeout(timeout)
         s.connect(address[5:])
         return s
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    return socket.create_connection(split_host_port(address), timeout=timeout)
 
 
 class _Lines:
@@ -61,15 +61,14 @@ class _Lines:
 
 
 def flush(address: str, root: Path, rel_paths: Iterable[str], timeout: float = 10.0,
-          beat: Beat | None = None, stop: Stop | None = None) -> int:
-    """FLUSH each ``.rrd`` path (as the daemon sees it: ``root``/rel). Returns how many
-    the daemon flushed; files it does not know answer an error and are fine to skip."""
+          beat: Beat | None = None, stop: Stop | None = None) -> None:
+    """FLUSH each ``.rrd`` path (as the daemon sees it: ``root``/rel); files the daemon
+    does not know answer an error and are fine to skip."""
     # The line protocol cannot carry a newline in a name; such a file is still sent.
     names = [str(root / p).encode("utf-8", "surrogateescape") for p in rel_paths
              if p.endswith(".rrd") and "\n" not in p]
     if not names:
-        return 0
-    flushed = 0
+        return
     deadline = time.monotonic() + timeout
     with _connect(address, min(timeout, SLICE * 4)) as s:
         s.settimeout(SLICE)
@@ -83,6 +82,3 @@ def flush(address: str, root: Path, rel_paths: Iterable[str], timeout: float = 1
             n = int(code) if code.lstrip("-").isdigit() else -1
             for _ in range(max(n, 0)):  # a positive status is followed by that many lines
                 lines.readline()
-            if n >= 0:
-                flushed += 1
-    return flushed

@@ -23,7 +23,6 @@ OUT_FORMAT = "--out-format=rrdsync:%i:%b:%n"
 _ESC = re.compile(rb"\\#([0-7]{3})")
 _ERROR = re.compile(r'^rsync: \[(?P<side>sender|receiver|generator)\] (?P<what>.*?)"(?P<path>.*)"'
                     r"(?P<rest>.*)$")
-_VANISHED = re.compile(r'^file has vanished: "(?P<path>.*)"$')
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9]{6}$")
 _VERSION = re.compile(r"version\s+v?(\d+\.\d+(?:\.\d+)?\w*)")
 _PROTOCOL = re.compile(r"Protocol versions: remote=(\d+)")
@@ -38,6 +37,11 @@ def rsync_version(text: str) -> str | None:
     """``3.2.7`` from ``rsync --version`` output."""
     m = _VERSION.search(text)
     return m.group(1) if m else None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``3.2.7`` -> (3, 2, 7), for comparisons (``3.4.1pre1`` -> (3, 4, 1))."""
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
 
 
 def remote_protocol(text: str) -> int | None:
@@ -105,15 +109,6 @@ def parse_errors(stderr: str) -> tuple[list[PathError], list[str]]:
         elif line.startswith("rsync: ") or line.startswith("ERROR"):
             other.append(line)
     return errors, other
-
-
-def vanished(stderr: str) -> list[str]:
-    out = []
-    for line in stderr.splitlines():
-        m = _VANISHED.match(line.strip())
-        if m:
-            out.append(os.fsdecode(unescape(os.fsencode(m.group("path")))))
-    return out
 
 
 class Attribution:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from . import log
 from .config import Destination, SidecarConfig
@@ -52,7 +53,7 @@ def _set_pdeathsig() -> None:
         pass
 
 
-def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start a child that gets SIGTERM when the worker dies, however it dies (SIGKILL too),
     so no rsync or ssh outlives it. util-linux's ``setpriv --pdeathsig`` does that without
     a preexec_fn, which keeps Python's cheap vfork path for every rsync run."""
@@ -101,7 +102,7 @@ class SshMaster:
         self.control_path = self.dir / "cm"
         self.key = self.dir / "id"
         self.config_file = self.dir / "config"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.connects = 0
         self._stderr: deque[str] = deque(maxlen=20)
         self._prepare()
@@ -209,7 +210,7 @@ class SshMaster:
             return False
         return r.returncode == 0
 
-    def _pump(self, proc: subprocess.Popen) -> None:
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
         for raw in proc.stderr:
             line = raw.decode(errors="replace").strip()

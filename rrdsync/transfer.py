@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import log, rsync_output
 from .config import Destination, SidecarConfig
+from .journal import nul_list
 from .rsync_output import Item, PathError
 from .ssh import SshMaster, spawn
 from .threads import Beat, Stop
@@ -66,10 +67,9 @@ _PROGRESS = re.compile(rb"xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)")
 
 
 def write_list(path: Path, paths: list[str] | bytes) -> None:
-    """A NUL-separated ``--files-from`` list (any byte in a name survives)."""
-    data = paths if isinstance(paths, bytes) else b"".join(
-        os.fsencode(p) + b"\0" for p in sorted(paths))
-    path.write_bytes(data)
+    """A NUL-separated ``--files-from`` list (any byte in a name survives); ``bytes`` are
+    such a list already (a chunk of a full pass)."""
+    path.write_bytes(paths if isinstance(paths, bytes) else nul_list(sorted(paths)))
 
 
 @dataclass
@@ -79,7 +79,6 @@ class Result:
     items: list[Item] = field(default_factory=list)
     stderr: str = ""
     interrupted: bool = False  # ended by us at the stop deadline
-    stderr_cut: bool = False  # the start of stderr was dropped (too long to keep)
 
     @property
     def sent(self) -> list[str]:
@@ -250,9 +249,8 @@ class Rsync:
                     continue
                 if key.data == "err":
                     err += chunk
-                    if len(err) > 262144:
+                    if len(err) > 262144:  # keep the end: the summary and last errors
                         del err[:-131072]
-                        res.stderr_cut = True
                     continue
                 buf += chunk
                 *lines, buf = re.split(rb"[\r\n]", buf)

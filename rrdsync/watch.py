@@ -9,7 +9,8 @@ What the kernel can lose: when its queue overflows, watchdog 7 rebuilds its watc
 and logs a warning, but tells the handler nothing. We hook the overflow callback of
 watchdog's watch group so the engine can reconcile. When the per-UID watch limit is
 reached, part of the tree would go unwatched: we fall back to polling, loudly,
-naming the sysctl to raise.
+naming the sysctl to raise. Those hooks reach into watchdog's internals, all of them in
+``_watchdog_adapter.py``.
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
-from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
-from . import log
+from . import _watchdog_adapter, log
 from .config import SidecarConfig
 from .scan import LOST_FOUND
 
@@ -46,76 +45,6 @@ LOG = log.get("watch")
 EVENTS = [FileClosedEvent, FileModifiedEvent, FileCreatedEvent, FileDeletedEvent,
           FileMovedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 WATCH_SYSCTL = "fs.inotify.max_user_watches"
-
-
-class _Hooks:
-    """Where a watch group reports what watchdog would otherwise swallow."""
-
-    def __init__(self, overflow: Callable[[], None], limit: Callable[[OSError], None],
-                 file: Callable[[bytes, bool], None]) -> None:
-        self.overflow = overflow
-        self.limit = limit
-        self.file = file
-
-
-class _Group(InotifyWatchGroup):
-    """watchdog's watch group, reporting overflows and failed sub-directory watches.
-
-    watchdog 7 rebuilds watches after IN_Q_OVERFLOW but tells no handler, and it
-    silently skips a sub-directory whose watch cannot be added (ENOSPC at the
-    per-UID watch limit): that directory's changes would never be seen.
-    """
-
-    hooks: _Hooks  # set on a per-watcher subclass
-
-    def _add_callback(self, path: bytes) -> None:
-        try:
-            wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-        except OSError as e:
-            if path == self.path:
-                raise
-            if e.errno in (errno.ENOSPC, errno.EMFILE, errno.ENOMEM):
-                self.hooks.limit(e)
-            return  # a vanished or unreadable sub-directory: like watchdog
-        self._active_callbacks_by_path[path] = wd
-        self._active_callbacks_by_watch[wd] = path
-
-    def on_queue_overflow(self) -> None:
-        super().on_queue_overflow()
-        self.hooks.overflow()
-
-    def on_event(self, event: InotifyEvent) -> None:
-        """A plain file event (written, modified, created, deleted; not a move, not a
-        directory) needs neither move pairing nor watch bookkeeping, so it goes straight to
-        our handler from the inotify reader thread instead of through watchdog's emitter
-        and dispatcher threads: per-event dispatch was most of the worker's own CPU at
-        OpenNMS rates (bench/README.md, "What limits rrdsync"; ``python -m bench.threads
-        PID`` shows it per thread during a ``python -m bench opennms-20k`` run). Everything
-        else takes watchdog's usual path."""
-        if (event.is_directory or event.is_moved_from or event.is_moved_to
-                or not (event.is_close_write or event.is_modify or event.is_create
-                        or event.is_delete or event.is_attrib)):
-            super().on_event(event)
-            return
-        with self._lock:
-            if not self.is_active:
-                return
-            path = self._build_event_source_path(event)
-        if path is not None:
-            self.hooks.file(path, event.is_delete)
-
-
-class _Emitter(InotifyEmitter):
-    group_class: type[_Group]
-
-    def on_thread_start(self) -> None:
-        self._inotify = self.group_class(
-            self._inotify_fd,
-            os.fsencode(self.watch.path),
-            is_recursive=self.watch.is_recursive,
-            event_mask=self.get_event_mask_from_filter(),
-            follow_symlink=self.watch.follow_symlink,
-        )
 
 
 class _Handler(FileSystemEventHandler):
@@ -137,7 +66,7 @@ class _Handler(FileSystemEventHandler):
         return rel
 
     def file_event(self, path: bytes, deleted: bool) -> None:
-        """The fast path from the watch group (see ``_Group.on_event``)."""
+        """The fast path from the watch group (see ``_watchdog_adapter._Group.on_event``)."""
         if not deleted or self.cfg.delete:
             self._file(path)
 
@@ -188,7 +117,7 @@ class Watcher:
             try:
                 self._start(self._inotify_observer())
             except OSError as e:
-                if e.errno not in (errno.ENOSPC, errno.EMFILE, errno.ENOMEM):
+                if e.errno not in _watchdog_adapter.LIMIT_ERRNOS:
                     raise
                 self.stop()
                 self._fallback(e)
@@ -220,24 +149,21 @@ class Watcher:
                                   polling_interval=self.cfg.poll_interval)
 
     def _inotify_observer(self) -> BaseObserver:
-        hooks = _Hooks(self.on_overflow, self._limit_hit, self.handler.file_event)
-        group = type("Group", (_Group,), {"hooks": hooks})
-        return _Observer(type("Emitter", (_Emitter,), {"group_class": group}))
+        return _watchdog_adapter.Observer(_watchdog_adapter.Hooks(
+            overflow=self.on_overflow, limit=self._limit_hit, file=self.handler.file_event))
 
     def _limit_hit(self, e: OSError) -> None:
         """A sub-directory could not be watched: events there would be lost."""
         self.limit_error = e
 
     def _start(self, observer: BaseObserver) -> None:
-        handler = self.handler
-        kwargs = {"event_filter": EVENTS} if self.mode == "inotify" else {}
-        observer.schedule(handler, os.fspath(self.cfg.source_dir), recursive=True, **kwargs)
+        observer.schedule(self.handler, os.fspath(self.cfg.source_dir), recursive=True,
+                          event_filter=EVENTS if self.mode == "inotify" else None)
         try:
             observer.start()
         except OSError:
-            fd = getattr(observer, "_inotify_fd", None)
-            if fd is not None:
-                fd.stop()
+            if isinstance(observer, _watchdog_adapter.Observer):
+                observer.close_reader()
             raise
         with self._lock:
             self.observer = observer
@@ -262,8 +188,7 @@ class Watcher:
             return "observer thread died"
         if not all(em.is_alive() for em in obs.emitters):
             return "emitter thread died"
-        fd = getattr(obs, "_inotify_fd", None)
-        if fd is not None and not fd.is_alive():
+        if isinstance(obs, _watchdog_adapter.Observer) and not obs.reader_alive():
             return "inotify reader thread died"
         if self.limit_error is not None:
             return f"inotify watch limit reached ({self.limit_error}); raise {WATCH_SYSCTL}"
@@ -286,12 +211,3 @@ class Watcher:
             obs.stop()
             obs.join(timeout=1)
 
-
-class _Observer(InotifyObserver):
-    """InotifyObserver whose emitter class we choose (to get the hooks above)."""
-
-    def __init__(self, emitter_class: type[InotifyEmitter]) -> None:
-        self._inotify_fd = InotifyFD()
-        self._inotify_fd.start()
-        BaseObserver.__init__(self, emitter_class, timeout=DEFAULT_OBSERVER_TIMEOUT,
-                              inotify_fd=self._inotify_fd)

@@ -26,7 +26,7 @@ from typing import Any
 
 from healthcheck_python.health import HealthCheck, json_output_handler
 
-from ._drift import LibraryDrift
+from .._drift import LibraryDrift
 
 LIBRARY = "healthcheck-python"
 WRITTEN_FOR = "1.2.2"
@@ -39,7 +39,7 @@ PUBLIC = ("run_check", "check_periodic_checkin", "healthy", "live", "add_check",
 
 
 def _drift(name: str) -> LibraryDrift:
-    return LibraryDrift(LIBRARY, name, WRITTEN_FOR, "_healthcheck_adapter.py")
+    return LibraryDrift(LIBRARY, name, WRITTEN_FOR, __name__)
 
 
 def _require_instance(timer: HealthCheck) -> None:
@@ -76,7 +76,7 @@ class PeriodicTimer(HealthCheck):
 
     def __init__(self, *, prefix: str, interval: float, timeout: float,
                  directory: Path) -> None:
-        super().__init__(prefix=prefix, interval=interval, timeout=timeout)  # type: ignore[arg-type]
+        super().__init__(prefix=prefix, interval=interval, timeout=timeout)
         _require_instance(self)
         self._dump_dir = str(directory)  # run() ticks only while this is set
 

@@ -24,17 +24,20 @@ import inspect
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ._drift import LibraryDrift
+from .._drift import LibraryDrift
 
 LIBRARY = "prometheus-client"
 WRITTEN_FOR = "0.26.0"
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
 
 def _drift(name: str) -> LibraryDrift:
-    return LibraryDrift(LIBRARY, name, WRITTEN_FOR, "_prometheus_adapter.py")
+    return LibraryDrift(LIBRARY, name, WRITTEN_FOR, __name__)
 
 
 def use_multiprocess(directory: Path, identifier: Callable[[], str]) -> None:
@@ -49,7 +52,9 @@ def use_multiprocess(directory: Path, identifier: Callable[[], str]) -> None:
             getattr(values, "MultiProcessValue", None)):
         raise _drift("prometheus_client.values.ValueClass / MultiProcessValue")
     os.environ[ENV_DIR] = str(directory)
-    values.ValueClass = values.MultiProcessValue(identifier)
+    # the library leaves these untyped: the annotation states what this adapter relies on
+    value_class: Callable[[Callable[[], str]], type] = values.MultiProcessValue
+    values.ValueClass = value_class(identifier)
 
 
 def file_kind(filename: str) -> tuple[str, str, str] | None:
@@ -72,11 +77,12 @@ def is_live_gauge(mode: str) -> bool:
     return mode.startswith("live")
 
 
-def merge(files: Iterable[str]) -> Iterable[Any]:
+def merge(files: Iterable[str]) -> Iterable[Metric]:
     """Merge the given files into metric families (histograms accumulated)."""
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    return MultiProcessCollector.merge(list(files), accumulate=True)
+    merge_files: Callable[..., Iterable[Metric]] = MultiProcessCollector.merge  # untyped there
+    return merge_files(list(files), accumulate=True)
 
 
 def check() -> None:

@@ -24,8 +24,9 @@ class Labelled(Protocol):
     def label(self) -> str: ...
 
 
-class WorkerSettings(Protocol):
-    """The configuration a worker's publisher reads."""
+class StatusSettings(Protocol):
+    """What the worker's publisher and the status server both read: where the state is,
+    and the two limits that judge it."""
 
     @property
     def run_dir(self) -> Path: ...
@@ -35,22 +36,17 @@ class WorkerSettings(Protocol):
 
     @property
     def max_lag(self) -> float: ...
+
+
+class WorkerSettings(StatusSettings, Protocol):
+    """The configuration a worker's publisher reads."""
 
     @property
     def source_dir(self) -> Path: ...
 
 
-class ServerSettings(Protocol):
+class ServerSettings(StatusSettings, Protocol):
     """The configuration the status server reads."""
-
-    @property
-    def run_dir(self) -> Path: ...
-
-    @property
-    def liveness_timeout(self) -> float: ...
-
-    @property
-    def max_lag(self) -> float: ...
 
     @property
     def http_addr(self) -> tuple[str, int]: ...

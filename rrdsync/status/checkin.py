@@ -67,10 +67,9 @@ class CheckIn(PeriodicTimer):
                          path=str(self._path))
                 self._failed_with = None
 
-    def publish(self) -> dict[str, Any]:
+    def publish(self) -> None:
         """Run the checks, then write the document; callable from any thread."""
         with self._write_lock:
             doc = self.document(self.results())
             doc["rrdsync"] = self._snapshot(doc["timestamp"])
             write_atomic(self._path, doc)
-            return doc

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import _prometheus_adapter
 
@@ -36,6 +36,8 @@ RESCAN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200
 
 BATCH_RESULTS = ("ok", "partial", "failed")
 RESCAN_REASONS = ("startup", "overflow", "interval", "watch_fallback", "dir_removed")
+# the gauge multiprocess modes used below (prometheus-client accepts these and others)
+GaugeMode = Literal["all", "max", "livesum", "livemax", "livemin"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Spec:
     kind: str  # counter | gauge | histogram
     help: str
     labels: tuple[str, ...] = ()
-    mode: str | None = None  # gauge multiprocess mode
+    mode: GaugeMode | None = None  # gauge multiprocess mode
     buckets: tuple[float, ...] | None = None
 
     def series(self) -> tuple[str, ...]:
@@ -132,7 +134,6 @@ SERVER: tuple[Spec, ...] = (
          ("version",)),
 )
 
-DESTINATION_LABEL = D[0]
 FAILING_SIDES = ("source", "destination")
 
 
@@ -160,6 +161,7 @@ class WorkerMetrics:
 
         self.m: dict[str, Any] = {}
         for s in WORKER:
+            metric: Counter | Gauge | Histogram
             if s.kind == "counter":
                 metric = Counter(s.name, s.help, s.labels, registry=None)
             elif s.kind == "gauge":

@@ -26,9 +26,13 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from .. import log
+from ..journal import atomic_write
 
 FORMAT = 2
 FILE_RE = re.compile(r"^worker-(?P<key>[A-Za-z0-9.-]{1,200})\.json$")
@@ -71,7 +75,10 @@ def _optional_number(value: Any) -> bool:
     return value is None or _number(value)
 
 
-def _decode(cls: Any, data: Any) -> Any:
+_T = TypeVar("_T", bound="DataclassInstance")
+
+
+def _decode(cls: type[_T], data: Any) -> _T | None:
     """``cls(**data)`` keeping known fields only; None if that does not fit."""
     if not isinstance(data, dict):
         return None
@@ -175,11 +182,11 @@ class WorkerState:
 
 
 def write_atomic(path: Path, document: dict[str, Any]) -> None:
-    """Replace ``path`` with ``document`` so that readers see the old or the new file, whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(document, f, separators=(",", ":"))
-    os.replace(tmp, path)
+    """Replace ``path`` with ``document`` so that readers see the old or the new file, whole
+    (not durable: a worker's state is rewritten every second and means nothing after a
+    power cut)."""
+    atomic_write(path, json.dumps(document, separators=(",", ":")).encode(), durable=False,
+                 mode=None)
 
 
 def read_all(health_dir: Path) -> list[WorkerState]:

@@ -11,17 +11,15 @@ bench/workload.py).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.run import run_profile
 
 needs_rrdtool = pytest.mark.skipif(shutil.which("rrdtool") is None, reason="needs rrdtool")
 
@@ -126,14 +124,7 @@ def test_stale_destination_filesystem_is_removed(scratch: Path) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="namespaces, tc and the private sshd need root")
 @pytest.mark.skipif(shutil.which("tc") is None, reason="needs iproute2 (ip, tc)")
 def test_wan_tiny_over_the_network_model(scratch: Path) -> None:
-    out = scratch / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RRDSYNC_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run([sys.executable, "-m", "bench", "wan-tiny", "--tools", "rrdsync",
-                           "--scratch", str(scratch), "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((out / "results.json").read_text())
+    doc, stderr = run_profile("wan-tiny", scratch, timeout=180)
     (r,) = doc["results"]
     net = r["network"]
     # 40 ms RTT: the relay is calibrated to it; a busy machine adds a few ms
@@ -143,7 +134,7 @@ def test_wan_tiny_over_the_network_model(scratch: Path) -> None:
     assert 15 <= net["down_mbit"] <= 20.5, net
     # a new SSH connection needs several round trips
     assert net["ssh_true_s"] >= 0.2, net
-    assert r["initial_sync_s"] is not None, proc.stderr[-3000:]
+    assert r["initial_sync_s"] is not None, stderr[-3000:]
     assert r["updates"] == 50
     assert r["undelivered"] == 0
     assert r["unknown_contents"] == 0

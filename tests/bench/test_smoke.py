@@ -8,17 +8,14 @@ written. Lag figures are not asserted here (they are what bench/README.md is for
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.run import run_profile
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,22 +31,15 @@ def test_tiny_profile_end_to_end() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="rrdsync-bench-smoke-", dir="/tmp"))
     os.chmod(scratch, 0o755)
     try:
-        out = scratch / "out"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RRDSYNC_")}
-        env["PYTHONPATH"] = str(REPO)
-        proc = subprocess.run([sys.executable, "-m", "bench", "tiny", "--tools", "rrdsync",
-                               "--scratch", str(scratch), "--out", str(out)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        doc = json.loads((out / "results.json").read_text())
+        doc, stderr = run_profile("tiny", scratch, timeout=120)
         (r,) = doc["results"]
-        assert r["initial_sync_s"] is not None, proc.stderr[-3000:]
+        assert r["initial_sync_s"] is not None, stderr[-3000:]
         assert r["updates"] == 200
         assert r["undelivered"] == 0
         assert r["unknown_contents"] == 0
         assert r["misplaced"] == 0
         assert r["differ_after_drain"] == 0
         assert 1 <= r["ssh_connections"] <= 2
-        assert "| rrdsync |" in (out / "results.md").read_text()
+        assert "| rrdsync |" in (scratch / "out" / "results.md").read_text()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -92,6 +92,17 @@ def _wait_rsync(proc: RrdsyncProcess, since: int, timeout: float = 10) -> None:
         raise AssertionError(f"{e}\n--- worker log ---\n{proc.output()[-6000:]}") from None
 
 
+def _sigterm_mid_rsync(proc: RrdsyncProcess, since: int, wait: float) -> tuple[int, float]:
+    """SIGTERM half a second into the batch's rsync: (exit status, seconds to exit)."""
+    _wait_rsync(proc, since)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert proc.proc is not None
+    code = proc.proc.wait(timeout=wait)
+    return code, time.monotonic() - t0
+
+
 # -- destination unreachable ----------------------------------------------------------------
 
 
@@ -213,13 +224,7 @@ def test_sigterm_while_destination_hangs(sshd, source, worker_env, start_worker)
     try:
         mark = len(w.events())
         _write_big(source, 4, 16 * 1024)
-        _wait_rsync(w, mark)
-        time.sleep(0.5)
-        t0 = time.monotonic()
-        w.signal(signal.SIGTERM)
-        assert w.proc is not None
-        code = w.proc.wait(timeout=15)
-        took = time.monotonic() - t0
+        code, took = _sigterm_mid_rsync(w, mark, wait=15)
     finally:
         sshd.stop()
     assert code == 0, w.output()[-3000:]
@@ -366,13 +371,7 @@ def test_sigterm_with_rsync_in_flight(sshd, source, worker_env, start_worker):
     mark = len(w.events())
     # a large RRD (1 MiB at 64 KiB/s: 16 s, longer than the 8 s drain), then small ones
     rels = _write_big(source, 1, 1024 * 1024) + _write_big(source, 8, 8192, prefix="more")
-    _wait_rsync(w, mark)
-    time.sleep(0.5)
-    t0 = time.monotonic()
-    w.signal(signal.SIGTERM)
-    assert w.proc is not None
-    code = w.proc.wait(timeout=12)
-    took = time.monotonic() - t0
+    code, took = _sigterm_mid_rsync(w, mark, wait=12)
     assert code == 0, w.output()[-3000:]
     assert took < 10, f"stopped after {took:.1f}s"
     assert took > 5, f"stopped after {took:.1f}s: was the rsync really in flight?"

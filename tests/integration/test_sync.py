@@ -6,6 +6,10 @@ import os
 import time
 from pathlib import Path
 
+from rrdsync.config import load_sidecar
+from rrdsync.status import layout
+from rrdsync.status.state import WorkerState, read_all
+from rrdsync.status.verdict import judge_worker
 from tests.fixtures.rrd import (
     differences,
     make_tree,
@@ -172,12 +176,36 @@ def test_changes_during_initial_sync_are_not_lost(sshd, source, worker_env, star
 
 
 def test_status_published_for_the_server(sshd, source, worker_env, start_worker):
-    """The worker publishes its state in the run dir (the status server reads it)."""
+    """The worker publishes its state where the status server reads it, in a form the
+    server's own reader and verdict accept: one record per worker, this worker's pid,
+    naming this destination, reconciled with nothing pending, rewritten while the worker
+    runs, and judged live and ready."""
+    env = {**worker_env, **sshd.env()}
+    cfg = load_sidecar(env, require_paths=False)
+    (label,) = [d.label for d in cfg.dests]
     make_tree(source, nodes=1, resources=1, files=1)
-    w = start_worker({**worker_env, **sshd.env()})
+    w = start_worker(env)
     wait_identical(source, sshd.dest, 30)
-    run_dir = Path(worker_env["RRDSYNC_RUN_DIR"])
-    wait_for(lambda: any(p.is_file() for p in run_dir.rglob("*")), 10, what="published state")
+    health = layout.dirs(cfg.run_dir).health
+
+    def reconciled() -> WorkerState | None:
+        states = read_all(health)
+        ds = states[0].destinations.get(label) if len(states) == 1 else None
+        return states[0] if ds is not None and ds.reconciled and ds.pending == 0 else None
+
+    wait_for(lambda: reconciled() is not None, 15, what="a reconciled state record")
+    first = reconciled()
+    assert first is not None and w.proc is not None
+    assert first.pid == w.proc.pid and list(first.destinations) == [label]
+    assert first.destinations[label].last_success is not None
+    wait_for(lambda: (read_all(health) or [first])[0].written > first.written, 10,
+             what="the record rewritten")
+    (st,) = read_all(health)
+    now = time.time()
+    assert now - st.checkin < cfg.liveness_timeout, f"checkin {now - st.checkin:.1f}s old"
+    verdict = judge_worker(st, now, cfg.liveness_timeout, cfg.max_lag)
+    assert verdict.live and verdict.ready, verdict.reasons
+    assert verdict.destinations[label].ready
     assert w.stop() == 0
 
 

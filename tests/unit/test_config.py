@@ -119,7 +119,8 @@ BAD = [
     ("RRDSYNC_INCLUDE", ","), ("RRDSYNC_INCLUDE", ""), ("RRDSYNC_INCLUDE", "snmp/*.rrd"),
     ("RRDSYNC_EXCLUDE", "a/b"),
     ("RRDSYNC_RRDCACHED", "tcp"), ("RRDSYNC_RRDCACHED", "unix:relative"),
-    ("RRDSYNC_RRDCACHED", "host:0"), ("RRDSYNC_RRDCACHED_ROOT", "opt"),
+    ("RRDSYNC_RRDCACHED", "host:0"), ("RRDSYNC_RRDCACHED", "fd00::5:42217"),
+    ("RRDSYNC_RRDCACHED", ":42217"), ("RRDSYNC_RRDCACHED_ROOT", "opt"),
     ("RRDSYNC_LISTEN_PORT", "0"), ("RRDSYNC_LISTEN_PORT", "65536"),
     ("RRDSYNC_RECEIVE_DIR", "data"), ("RRDSYNC_AUTHORIZED_KEYS", "keys"),
     ("RRDSYNC_HOST_KEY_DIR", "keys"),
@@ -359,6 +360,7 @@ def test_rrdcached_socket_must_exist(env, tmp_path):
     assert cfg.rrdcached == f"unix:{tmp_path}/sock"
     # host:port is only reachable by connecting: not checked at start
     assert load_sidecar({**env, "RRDSYNC_RRDCACHED": "localhost:1"}).rrdcached
+    assert load_sidecar({**env, "RRDSYNC_RRDCACHED": "[fd00::5]:42217"}).rrdcached
 
 
 # --- through the real command line --------------------------------------------------------

@@ -38,7 +38,7 @@ def test_plain_and_dir_keys(cfg):
     text = f"# comment\n\n{KEY_A}\ndir=site-1.x_y {KEY_B}\n  dir=b   {KEY_C}\n"
     keys = receiver.parse_authorized_keys(cfg, text)
     assert [(k.line, k.dir) for k in keys] == [(3, None), (4, "site-1.x_y"), (5, "b")]
-    lines = receiver.render_authorized_keys(cfg, text).splitlines()
+    lines = receiver.render_keys(cfg, keys).splitlines()
     assert len(lines) == 3
     recv = str(cfg.receive_dir)
     assert forced(lines[0]) == [receiver.RRSYNC, "-wo", "-no-del", recv]
@@ -49,7 +49,8 @@ def test_plain_and_dir_keys(cfg):
 
 def test_allow_delete_drops_no_del(cfg):
     cfg = ReceiverConfig(receive_dir=cfg.receive_dir, receiver_allow_delete=True)
-    (line,) = receiver.render_authorized_keys(cfg, f"dir=a {KEY_A}\n").splitlines()
+    keys = receiver.parse_authorized_keys(cfg, f"dir=a {KEY_A}\n")
+    (line,) = receiver.render_keys(cfg, keys).splitlines()
     assert forced(line) == [receiver.RRSYNC, "-wo", f"{cfg.receive_dir}/a"]
 
 
