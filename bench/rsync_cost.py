@@ -26,12 +26,15 @@ from bench.workload import STEP, T0, build_tree, last_update, rrd_files
 sys.path.insert(0, str(REPO))
 from tests.fixtures.sshd import Sshd
 
-BASE = ["--times", "--perms", "--ignore-times", "--from0"]
+# an event batch as rrdsync sends it (transfer.Rsync.send_list with ignore_times)
+BASE = ["--times", "--omit-dir-times", "--ignore-times", "--from0"]
 VARIANTS = {
-    "rrdsync (-z)": ["--compress"],
+    "-z (negotiated: zstd)": ["--compress"],
+    "-z zstd:1": ["--compress", "--compress-choice=zstd", "--compress-level=1"],
+    "-z lz4": ["--compress", "--compress-choice=lz4"],
     "no -z": [],
+    "no -z --no-implied-dirs": ["--no-implied-dirs"],
     "-W (whole file)": ["--whole-file"],
-    "-W -z": ["--whole-file", "--compress"],
 }
 
 

@@ -29,7 +29,7 @@ EXAMPLES = 5
 def backoff(first: float, cap: float, attempt: int, jitter: float) -> float:
     """``first`` doubling per attempt, capped, scaled by ``jitter`` in [0.8, 1.0] so that
     several destinations (or workers) do not retry in lockstep."""
-    return min(cap, first * 2 ** max(0, min(attempt - 1, 20))) * jitter
+    return min(cap, first * 2.0 ** max(0, min(attempt - 1, 20))) * jitter
 
 
 @dataclass

@@ -21,7 +21,7 @@ from . import guard, log, plan, rrdcached
 from .batch import Entry, PendingSet
 from .config import Destination, SidecarConfig
 from .failures import Failures
-from .journal import Journal, SourceMemory
+from .journal import Journal, SourceMemory, parse_nul_list
 from .outcome import Outcome, settle, signature
 from .scan import Passes
 from .ssh import SshError, SshMaster, classify_ssh_error
@@ -257,7 +257,7 @@ class Replica:
         if nxt is None or not self._connect("full"):
             return
         _pass, _index, data = nxt
-        paths = [os.fsdecode(p) for p in data.split(b"\0") if p]
+        paths = parse_nul_list(data)
         now, wall = time.monotonic(), time.time()
         batch = {p: Entry(now, now, wall) for p in paths}
         self.pace_until = time.monotonic() + plan.MIN_INTERVAL

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import log
+from .journal import nul_list
 
 LOG = log.get("scan")
 LOST_FOUND = "lost+found"
@@ -128,7 +129,6 @@ class Passes:
         self._requested: str | None = None
         self._next_id = 1
         self._recent: tuple[float, Callable[[list[str]], None]] | None = None
-        self.walking: Pass | None = None
 
     # -- requests ----------------------------------------------------------------------
 
@@ -161,13 +161,11 @@ class Passes:
                 p = Pass(self._next_id, reason, time.monotonic())
                 self._next_id += 1
                 self._passes[p.id] = p
-                self.walking = p
             LOG.info("reconcile_started", reason=reason, pass_id=p.id)
             self.started(reason)
             self._walk(p, recent, stop)
             with self._lock:
                 p.done = True
-                self.walking = None
                 self._release()
             self.wake()
 
@@ -185,7 +183,7 @@ class Passes:
         def flush() -> None:
             nonlocal size
             size = 0
-            data = b"".join(os.fsencode(r) + b"\0" for r in buf)
+            data = nul_list(buf)
             with self._lock:
                 p.chunks.append(data)
                 p.counts.append(len(buf))
@@ -261,11 +259,6 @@ class Passes:
             p = self._passes.get(cur.pass_id)
             return (not cur.finished and p is not None and p.done
                     and cur.index >= len(p.chunks))
-
-    def in_pass(self, consumer: str) -> Pass | None:
-        with self._lock:
-            cur = self._cursors[consumer]
-            return None if cur.finished else self._passes.get(cur.pass_id)
 
     def progress(self, consumer: str) -> tuple[int, int | None]:
         """(files checked by this destination in its pass, total if the walk is done)."""
