@@ -147,7 +147,7 @@ def test_every_line_of_every_demo_container_is_a_json_log_line(demo_logs: list[C
     print(f"{len(demo_logs)} containers, {checked} lines checked, {len(bad)} not JSON log lines")
     print("loggers:", dict(loggers))
     print("events:", dict(events.most_common(40)))
-    assert len(demo_logs) == 4, demo_logs  # keygen, opennms-sim, receiver, rrdsync
+    assert len(demo_logs) == 5, demo_logs  # keygen, opennms-sim, receiver, archive, rrdsync
     assert not bad, "\n".join(bad[:30])
     # every kind of writer was there, so each was checked
     for logger in ("rrdsync.entrypoint", "supervisord", "sshd", "opennms-sim", "make-keys"):
