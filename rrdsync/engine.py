@@ -91,7 +91,7 @@ class Engine:
         name = signal.Signals(signum).name if signum else None
         if not self.stop.requested:
             LOG.info("stopping", signal=name,
-                     in_flight=sum(len(r.in_flight) for r in self.replicas))
+                     in_flight=sum(len(r.backlog.in_flight) for r in self.replicas))
         self.stop.request(STOP_DRAIN, name)
         self._wake()
 
@@ -181,7 +181,7 @@ class Engine:
         self._journals(now)
         fresh = self.cfg.liveness_timeout / 2
         for r in self.replicas:
-            count, age = r.unsent()
+            count, age = r.backlog.unsent()
             r.pub.set_pending(count, age)
             doing = r.beat.doing
             if self._activity.get(r.key, "") != doing:
@@ -264,7 +264,7 @@ class Engine:
             if not final and len(r.pending) >= BIG_JOURNAL and now - r.saved_at < 5.0:
                 continue
             try:
-                paths = r.journal_paths()
+                paths = r.backlog.journal_paths()
                 if paths is not None:
                     r.journal.save(paths)
                     r.saved_at = now
@@ -272,7 +272,7 @@ class Engine:
                     r.journal.touch()
             except OSError as e:
                 error = f"{r.journal.dir}: {e.strerror or e}"
-                r.held_changed = True  # write it again next time
+                r.backlog.retry_journal()
         self._journal_at = now
         if touch:
             self._touched_at = now

@@ -16,34 +16,13 @@ decision table is unit-tested without rsync.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .batch import Entry
+from .prepare import Sig
 from .rsync_output import Attribution
 from .transfer import Result
-
-
-@dataclass(frozen=True)
-class Sig:
-    """What we compare before and after a send to detect a copy that raced a write."""
-
-    mtime_ns: int
-    size: int
-    ino: int
-
-
-def signature(path: str) -> Sig | None:
-    """The file's signature, or None if it is not a regular file (never followed)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return Sig(st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 @dataclass

@@ -4,8 +4,8 @@ one rsync at a time it runs, on a thread of its own.
 Destinations never wait for each other: each has its own loop, so one that is down, slow
 or refusing writes delays nothing else. The loop asks :func:`plan.decide` what to do,
 does it, and records what the run meant (:func:`outcome.settle`) in its
-:class:`~rrdsync.failures.Failures`. The main thread reads :meth:`unsent` and
-:meth:`journal_paths` (under ``lock``) to publish gauges and write the journal.
+:class:`~rrdsync.backlog.Backlog`, which the main thread reads to publish gauges and
+write the journal.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import threading
 import time
 from pathlib import Path
 
-from . import guard, log, plan, rrdcached
-from .batch import Entry, PendingSet
+from . import log, plan, rrdcached
+from .backlog import Backlog
+from .batch import Entry
 from .config import Destination, SidecarConfig
-from .failures import Failures
 from .journal import Journal, SourceMemory, parse_nul_list
-from .outcome import Outcome, settle, signature
-from .scan import Passes
+from .mirror import Mirror
+from .outcome import Outcome, settle
+from .prepare import prepare, signature
+from .scan import CHUNK_BYTES, CHUNK_FILES, Passes
 from .ssh import SshError, SshMaster, classify_ssh_error
 from .status.api import DestinationPublisher
 from .threads import Beat, Stop
@@ -31,6 +33,11 @@ from .transfer import Result, Rsync
 
 LOG = log.get("replica")
 RRDCACHED_TIMEOUT = 10.0
+# Full-pass runs aim at about this long, so that event batches never wait much longer
+# for one, and at most this many files (one file list in memory on both ends).
+CHUNK_TARGET_S = 1.0
+CHUNK_MAX_FILES = 20_000
+CHUNK_MAX_BYTES = 1 << 30
 BUSY_RETRY = 1.0
 
 
@@ -44,29 +51,25 @@ class Replica:
         self.pub = pub
         self.passes = passes
         self.stop = stop
-        self.memory = memory
         self.once = once
         self.root = os.fspath(cfg.source_dir)
-        self.pending = PendingSet(cfg.settle, cfg.max_delay)
-        self.failures = Failures()
+        self.backlog = Backlog(cfg.settle, cfg.max_delay, cfg.batch_max, dest.label)
+        self.pending = self.backlog.pending  # the watcher's fan-out adds here
+        self.failures = self.backlog.failures
         self.journal = Journal(cfg.state_dir, dest.key, adopt_legacy=adopt_legacy)
         self.ssh = SshMaster(cfg, dest) if dest.is_remote else None
         self.rsync = Rsync(cfg, dest, self.ssh,
                            Path(tempfile.mkdtemp(prefix=f"rrdsync-{dest.key[:20]}-")))
         self.beat = Beat(dest.label)
-        self.lock = threading.Lock()  # in_flight and failures, read by the main thread
-        self.in_flight: dict[str, Entry] = {}
-        self.held_changed = False
         self.saved_at = 0.0  # when the main thread last wrote the journal
         self.pace_until = 0.0
         self.last_run = ""
-        self.limit = cfg.batch_max
-        self.suspects: set[str] = set()
-        self.deletes_refused = False
-        self.deletions_due = False
+        self.mirror = Mirror(cfg, memory, pub, dest.label)
         self.reconciled = False
         self.gave_up: str | None = None  # once: why this destination could not finish
         self.ssh_seen = 0
+        # files and bytes per full-pass run, adapted to what this destination takes
+        self.chunk_files, self.chunk_bytes = CHUNK_FILES, CHUNK_BYTES
         self.thread: threading.Thread | None = None
         self.crashed = False  # the loop ended on an exception (a bug): the worker exits 1
         self.summary = {"batches": 0, "files": 0, "bytes": 0, "max_lag_s": 0.0}
@@ -112,9 +115,9 @@ class Replica:
             pace_until=self.pace_until,
             next_event=None if due_in is None else now + due_in,
             next_retry=None if self.once else self.failures.next_retry(),
-            chunk_ready=self.passes.next_chunk(self.key) is not None,
+            chunk_ready=self.passes.chunk_ready(self.key),
             pass_complete=self.passes.complete(self.key),
-            deletions_due=self.deletions_due, last_run=self.last_run)
+            deletions_due=self.mirror.due, last_run=self.last_run)
 
     def _waiting_for(self) -> str | None:
         now = time.monotonic()
@@ -128,35 +131,12 @@ class Replica:
         paths are not retried), or when the destination failed."""
         if self.gave_up is not None:
             return True
-        return self.reconciled and len(self.pending) == 0 and not self.deletions_due
+        return self.reconciled and len(self.pending) == 0 and not self.mirror.due
 
     def once_ok(self) -> bool:
         """``rrdsync once`` succeeded for this destination: in sync, nothing failing."""
         return (self.gave_up is None and self.reconciled and len(self.pending) == 0
                 and not self.failures.paths)
-
-    # -- what the main thread reads -------------------------------------------------------
-
-    def unsent(self) -> tuple[int, float]:
-        """(unsent files, age of the oldest unsent change): pending, in flight, and paths
-        the destination cannot take."""
-        now = time.monotonic()
-        with self.lock:
-            held = list(self.in_flight.values()) + self.failures.unsent()
-        oldest = self.pending.oldest()
-        firsts = [e.first for e in held] + ([oldest.first] if oldest else [])
-        return len(self.pending) + len(held), (now - min(firsts) if firsts else 0.0)
-
-    def journal_paths(self) -> list[str] | None:
-        """Everything unconfirmed, when it changed since the last call (else None)."""
-        changed = self.pending.take_changed()
-        with self.lock:
-            changed = changed or self.held_changed
-            self.held_changed = False
-            if not changed:
-                return None
-            held = set(self.in_flight) | set(self.failures.paths)
-        return sorted(held.union(self.pending.paths()))
 
     # -- the actions ----------------------------------------------------------------------
 
@@ -177,15 +157,7 @@ class Replica:
     def _events(self) -> None:
         if not self._connect("events"):
             return
-        now = time.monotonic()
-        batch = self.pending.take_due(self.limit)
-        with self.lock:
-            for path in [p for p in batch if self.failures.quarantined(p, now)]:
-                self.failures.hold(path, batch.pop(path))
-            if not self.once:
-                for path, entry in self.failures.due_retries(now, self.limit).items():
-                    old = batch.get(path)
-                    batch[path] = entry if old is None or entry.first < old.first else old
+        batch = self.backlog.take(time.monotonic(), retries=not self.once)
         if batch:
             self._send_events(batch)
 
@@ -198,65 +170,35 @@ class Replica:
             except OSError as e:
                 LOG.warning("rrdcached_flush_failed", error=str(e), files=len(batch),
                             destination=self.dest.label)
-        before, missing, nothing = {}, [], []
-        safe: dict[str, bool] = {}
-        for rel in batch:
-            full = os.path.join(self.root, rel)
-            if not self._parents_safe(rel, safe):
-                nothing.append(rel)  # reached through a symlink now: never followed
-                continue
-            sig = signature(full)
-            if sig is not None:
-                before[rel] = sig
-            elif not os.path.lexists(full):
-                missing.append(rel)
-            else:
-                nothing.append(rel)  # a symlink or special file: never sent, never followed
-        delete = bool(missing) and self._may_delete(len(missing))
+        found = prepare(self.root, batch)
+        before, missing = found.before, found.missing
+        delete = bool(missing) and self.mirror.allowed(len(missing))
         paths = list(before) + (missing if delete else [])
         settled = Outcome(confirmed={p: batch[p] for p in batch if p not in paths})
         if not paths:
             self._apply(settled, "events", None)
             return
         sending = {p: batch[p] for p in paths}
-        with self.lock:
-            self.in_flight = sending
-            self.held_changed = True
+        self.backlog.sending(sending)
         self.pace_until = time.monotonic() + plan.MIN_INTERVAL
         self.last_run = "events"
         self.beat.mark(f"sending {len(paths)} files")
         res = self.rsync.send_list(paths, self.stop, self.beat, ignore_times=True,
                                    delete_missing=delete)
         if delete and res.refused:
-            self._receiver_refuses_deletes(res)
-            with self.lock:
-                self.in_flight = {}
-            self.pending.requeue(sending)  # again, without the deletions
+            self.mirror.receiver_refuses(res)
+            self.backlog.returned(sending)  # again, without the deletions
             return
         out = settle(sending, res, self.root, before,
                      lambda p: signature(os.path.join(self.root, p)), time.time())
         out.confirmed.update(settled.confirmed)
         self._apply(out, "events", res)
 
-    def _parents_safe(self, rel: str, cache: dict[str, bool]) -> bool:
-        """No directory between the source root and ``rel`` is a symlink (a directory
-        replaced by a link after its event must not be followed out of the tree)."""
-        parent = os.path.dirname(rel)
-        while parent:
-            known = cache.get(parent)
-            if known is None:
-                known = not os.path.islink(os.path.join(self.root, parent))
-                cache[parent] = known
-            if not known:
-                return False
-            parent = os.path.dirname(parent)
-        return True
-
     def _chunk(self) -> None:
-        nxt = self.passes.next_chunk(self.key)
+        nxt = self.passes.next_chunk(self.key, self.chunk_files, self.chunk_bytes)
         if nxt is None or not self._connect("full"):
             return
-        _pass, _index, data = nxt
+        _pass, chunks, data = nxt
         paths = parse_nul_list(data)
         now, wall = time.monotonic(), time.time()
         batch = {p: Entry(now, now, wall) for p in paths}
@@ -275,7 +217,13 @@ class Replica:
             return  # the same chunk again after the backoff
         out.lags = []
         self._apply(out, "full", res)
-        self.passes.advance(self.key)
+        self.passes.advance(self.key, chunks)
+        # aim the next run at CHUNK_TARGET_S, by files (quick checks) and by bytes (what
+        # had to move: the bytes rsync reported, at least a chunk's worth)
+        scale = CHUNK_TARGET_S / max(res.duration, 0.01)
+        self.chunk_files = int(min(CHUNK_MAX_FILES, max(CHUNK_FILES, len(paths) * scale)))
+        self.chunk_bytes = int(max(CHUNK_BYTES, res.nbytes * scale) if res.nbytes
+                               else CHUNK_MAX_BYTES)
         if not self.reconciled:
             checked, total = self.passes.progress(self.key)
             self.pub.initial_progress(len(res.sent), checked, total)
@@ -294,56 +242,19 @@ class Replica:
         if ok:
             self.reconciled = True
             self.pub.initial_progress(0, p.total, p.total)
-            if self.cfg.delete and not self.deletes_refused:
-                self.deletions_due = True
+            self.mirror.pass_completed()
         elif self.once:
             self.gave_up = p.error
 
     def _deletions(self) -> None:
-        self.deletions_due = False
-        if not self._may_delete(None) or not self._connect("full"):
+        if not self._connect("full"):
             return
-        self.beat.mark("planning deletions")
-        planned = self.rsync.planned_deletions(self.stop, self.beat)
-        if planned.refused:
-            self._receiver_refuses_deletes(planned)
-            return
-        if not planned.completed:
-            self._run_failed("full", planned.error or "rsync failed", planned.exit_code,
-                             planned.duration)
-            self.deletions_due = True
-            return
-        gone = [p for p in planned.deleted
-                if not os.path.lexists(os.path.join(self.root, p))]
-        if not gone or not self._may_delete(len(gone)):
-            return
-        res = self.rsync.delete_paths(gone, self.stop, self.beat)
-        LOG.log(logging.INFO if res.result == "ok" else logging.WARNING, "deletions_mirrored",
-                destination=self.dest.label, files=len(res.deleted), duration_s=res.duration,
-                exit_code=res.exit_code, error=res.error)
-        if not res.completed:
-            self.deletions_due = True
+        failed = self.mirror.run(self.rsync, self.stop, self.beat)
+        if failed is not None:
+            self._run_failed("full", failed.error or "rsync failed", failed.exit_code,
+                             failed.duration)
 
     # -- results --------------------------------------------------------------------------
-
-    def _may_delete(self, files: int | None) -> bool:
-        if not self.cfg.delete or self.deletes_refused:
-            return False
-        refusal = guard.delete_refusal(self.cfg.source_dir, self.memory, self.cfg.included)
-        if refusal:
-            self.pub.delete_refused(refusal)
-            LOG.error("delete_refused", refusal, destination=self.dest.label, files=files,
-                      error=refusal)
-            return False
-        return True
-
-    def _receiver_refuses_deletes(self, res: Result) -> None:
-        self.deletes_refused = True
-        reason = ("the destination refuses deletes (an rrsync -no-del receiver?): content "
-                  "keeps flowing, deletions are not mirrored")
-        self.pub.delete_refused(reason)
-        LOG.warning("delete_refused_by_destination", reason, destination=self.dest.label,
-                    error=res.error)
 
     def _run_failed(self, kind: str, error: str, exit_code: int, duration: float,
                     busy: bool = False) -> None:
@@ -368,30 +279,7 @@ class Replica:
 
     def _apply(self, out: Outcome, kind: str, res: Result | None, *,
                requeue: bool = True) -> None:
-        now = time.monotonic()
-        before = self.failures.counts()
-        with self.lock:
-            self.in_flight = {}
-            self.held_changed = True
-            for f in out.failed:
-                if self.failures.path_failed(f.path, f.side, f.error, f.entry, now):
-                    LOG.warning("path_failing", "a path fails on its own; others keep flowing",
-                                destination=self.dest.label, path=f.path, side=f.side,
-                                error=f.error)
-            for path in out.confirmed:
-                if self.failures.path_cleared(path) is not None:
-                    LOG.info("path_recovered", destination=self.dest.label, path=path)
-                self.suspects.discard(path)
-            for path in out.requeue:
-                self.failures.release(path, now)  # a retry that did not get through
-        if requeue and out.requeue:
-            self.pending.requeue(out.requeue)
-        if out.unattributed:
-            self.suspects = set(out.requeue) & self.suspects or set(out.requeue)
-            self.limit = max(1, min(self.limit, len(out.requeue)) // 2)
-        elif not self.suspects:
-            self.limit = self.cfg.batch_max
-        if self.failures.counts() != before:
+        if self.backlog.record(out, requeue=requeue):
             src, dst = self.failures.counts()
             self.pub.failing_paths(src, dst, self.failures.examples())
         if res is None:

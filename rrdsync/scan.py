@@ -28,11 +28,13 @@ from .journal import nul_list
 
 LOG = log.get("scan")
 LOST_FOUND = "lost+found"
-# A chunk ends at whichever comes first. Event batches wait for at most one chunk's run:
-# unchanged files cost a quick check each; files that must move cost their bytes (8 MiB is
-# 3.4 s on a 20 Mbit/s link, before compression).
-CHUNK_FILES = 2000
-CHUNK_BYTES = 8 << 20
+# The walker's unit: a chunk ends at whichever comes first. Each destination sends one or
+# several consecutive chunks per rsync run, as many as its last runs say it can send in
+# about a second (replica.CHUNK_TARGET_S), so a fast destination makes few runs and a slow
+# link never holds event batches back longer than about one small chunk (2 MiB is 0.8 s on
+# a 20 Mbit/s link, before compression).
+CHUNK_FILES = 500
+CHUNK_BYTES = 2 << 20
 
 
 def walk(root: str, included: Callable[[str], bool],
@@ -87,6 +89,7 @@ class Pass:
     started: float
     chunks: list[bytes | None] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # bytes of the files in each chunk
     done: bool = False
     error: str | None = None  # the walk could not run (root missing): the pass failed
     unreadable: int = 0
@@ -182,11 +185,12 @@ class Passes:
 
         def flush() -> None:
             nonlocal size
-            size = 0
+            chunk_size, size = size, 0
             data = nul_list(buf)
             with self._lock:
                 p.chunks.append(data)
                 p.counts.append(len(buf))
+                p.sizes.append(chunk_size)
             buf.clear()
             self.wake()
 
@@ -217,8 +221,12 @@ class Passes:
 
     # -- consumers ---------------------------------------------------------------------
 
-    def next_chunk(self, consumer: str) -> tuple[Pass, int, bytes] | None:
-        """The chunk this destination should send next, or None (nothing to send yet)."""
+    def next_chunk(self, consumer: str, max_files: int = 0, max_bytes: int = 0,
+                   ) -> tuple[Pass, int, bytes] | None:
+        """What this destination should send next: its next chunk, joined with the chunks
+        after it that are ready while the totals stay within ``max_files`` and
+        ``max_bytes`` (the number of chunks taken is the second item); None when nothing
+        is ready."""
         with self._lock:
             cur = self._cursors[consumer]
             if cur.finished:
@@ -227,16 +235,33 @@ class Passes:
                     return None
                 cur.pass_id, cur.index, cur.finished = newest, 0, False
             p = self._passes[cur.pass_id]
-            if cur.index < len(p.chunks):
-                data = p.chunks[cur.index]
+            if cur.index >= len(p.chunks):
+                return None
+            parts: list[bytes] = []
+            files, size, i = 0, 0, cur.index
+            while i < len(p.chunks) and (not parts or (files + p.counts[i] <= max_files
+                                                       and size + p.sizes[i] <= max_bytes)):
+                data = p.chunks[i]
                 assert data is not None, "released while a destination still needed it"
-                return p, cur.index, data
-            return None
+                parts.append(data)
+                files += p.counts[i]
+                size += p.sizes[i]
+                i += 1
+            return p, len(parts), b"".join(parts)
 
-    def advance(self, consumer: str) -> None:
-        """The chunk from :meth:`next_chunk` is done (sent, or its failures recorded)."""
+    def chunk_ready(self, consumer: str) -> bool:
+        """Whether :meth:`next_chunk` would return something (cheap: no copy)."""
         with self._lock:
-            self._cursors[consumer].index += 1
+            cur = self._cursors[consumer]
+            if cur.finished:
+                return bool(self._passes) and max(self._passes) != cur.pass_id
+            p = self._passes.get(cur.pass_id)
+            return p is not None and cur.index < len(p.chunks)
+
+    def advance(self, consumer: str, chunks: int = 1) -> None:
+        """The chunks from :meth:`next_chunk` are done (sent, or their failures recorded)."""
+        with self._lock:
+            self._cursors[consumer].index += chunks
             self._release()
 
     def finished(self, consumer: str) -> Pass | None:

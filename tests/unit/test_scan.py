@@ -78,6 +78,24 @@ def test_every_destination_gets_every_chunk_and_memory_is_released(tmp_path):
     assert passes.progress("b") == (25, 25)
 
 
+def test_a_fast_destination_takes_several_chunks_per_run(tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(25):
+        (root / f"f{i:02}.rrd").write_bytes(b"x")
+    passes = Passes(str(root), rrd, ["a"], wake=lambda: None, chunk_files=10)
+    passes.request("startup")
+    run_pass(passes)
+    assert passes.chunk_ready("a")
+    _p, n, data = passes.next_chunk("a", max_files=20, max_bytes=1000)  # two chunks of 10 fit, not three
+    assert n == 2 and len([x for x in data.split(b"\0") if x]) == 20
+    passes.advance("a", n)
+    _p, n, data = passes.next_chunk("a", max_files=1, max_bytes=1000)  # one chunk at least, always
+    assert n == 1 and len([x for x in data.split(b"\0") if x]) == 5
+    passes.advance("a", n)
+    assert not passes.chunk_ready("a") and passes.finished("a") is not None
+
+
 def test_a_slow_destination_finishes_its_pass_then_takes_the_newest(tmp_path):
     root = tmp_path / "src"
     root.mkdir()
