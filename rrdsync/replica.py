@@ -198,14 +198,13 @@ class Replica:
         nxt = self.passes.next_chunk(self.key, self.chunk_files, self.chunk_bytes)
         if nxt is None or not self._connect("full"):
             return
-        _pass, chunks, data = nxt
-        paths = parse_nul_list(data)
+        paths = parse_nul_list(nxt.data)
         now, wall = time.monotonic(), time.time()
         batch = {p: Entry(now, now, wall) for p in paths}
         self.pace_until = time.monotonic() + plan.MIN_INTERVAL
         self.last_run = "chunk"
         self.beat.mark(f"full pass: sending a chunk of {len(paths)} files")
-        res = self.rsync.send_list(data, self.stop, self.beat, ignore_times=False)
+        res = self.rsync.send_list(nxt.data, self.stop, self.beat, ignore_times=False)
         if res.interrupted:
             return
         out = settle(batch, res, self.root, {}, lambda p: None, wall)
@@ -217,13 +216,14 @@ class Replica:
             return  # the same chunk again after the backoff
         out.lags = []
         self._apply(out, "full", res)
-        self.passes.advance(self.key, chunks)
-        # aim the next run at CHUNK_TARGET_S, by files (quick checks) and by bytes (what
-        # had to move: the bytes rsync reported, at least a chunk's worth)
+        self.passes.advance(self.key, nxt.chunks)
+        # aim the next run at CHUNK_TARGET_S: the files this one checked and the bytes of
+        # the files it sent, scaled by how long it took
         scale = CHUNK_TARGET_S / max(res.duration, 0.01)
-        self.chunk_files = int(min(CHUNK_MAX_FILES, max(CHUNK_FILES, len(paths) * scale)))
-        self.chunk_bytes = int(max(CHUNK_BYTES, res.nbytes * scale) if res.nbytes
-                               else CHUNK_MAX_BYTES)
+        sent = res.nbytes and nxt.size * len(res.sent) / max(1, nxt.files)
+        self.chunk_files = int(min(CHUNK_MAX_FILES, max(CHUNK_FILES, nxt.files * scale)))
+        self.chunk_bytes = int(min(CHUNK_MAX_BYTES, max(CHUNK_BYTES, sent * scale))
+                               if sent else CHUNK_MAX_BYTES)
         if not self.reconciled:
             checked, total = self.passes.progress(self.key)
             self.pub.initial_progress(len(res.sent), checked, total)

@@ -99,6 +99,17 @@ class Pass:
         return sum(self.counts)
 
 
+@dataclass(frozen=True)
+class Take:
+    """Consecutive chunks of one pass, joined for one rsync run."""
+
+    pass_: Pass
+    chunks: int
+    data: bytes  # NUL-separated relative paths
+    files: int
+    size: int  # bytes of those files when they were listed
+
+
 @dataclass
 class Cursor:
     pass_id: int = 0
@@ -222,11 +233,10 @@ class Passes:
     # -- consumers ---------------------------------------------------------------------
 
     def next_chunk(self, consumer: str, max_files: int = 0, max_bytes: int = 0,
-                   ) -> tuple[Pass, int, bytes] | None:
+                   ) -> Take | None:
         """What this destination should send next: its next chunk, joined with the chunks
         after it that are ready while the totals stay within ``max_files`` and
-        ``max_bytes`` (the number of chunks taken is the second item); None when nothing
-        is ready."""
+        ``max_bytes``; None when nothing is ready."""
         with self._lock:
             cur = self._cursors[consumer]
             if cur.finished:
@@ -247,7 +257,7 @@ class Passes:
                 files += p.counts[i]
                 size += p.sizes[i]
                 i += 1
-            return p, len(parts), b"".join(parts)
+            return Take(p, len(parts), b"".join(parts), files, size)
 
     def chunk_ready(self, consumer: str) -> bool:
         """Whether :meth:`next_chunk` would return something (cheap: no copy)."""

@@ -13,7 +13,11 @@ Rules that keep the destination trustworthy:
   where the receiver allows it (an rrsync receiver refuses ``-@-1``);
 - directory times are never set (``--omit-dir-times``) and permissions are not mirrored:
   a destination root owned by root with ``fsGroup`` (mode 2775) refuses both, and RRD
-  readers need neither. New files get the source's mode under the receiver's umask.
+  readers need neither. New files get the source's mode under the receiver's umask;
+- listed paths do not carry their parent directories (``--no-implied-dirs``: a missing
+  parent is still created, with default attributes): a full path per file is cheaper for
+  both ends than a directory entry per path component (a local copy of 48,400 files:
+  12.6 s instead of 16.2 s).
 """
 
 from __future__ import annotations
@@ -175,7 +179,7 @@ class Rsync:
         of a full pass (quick check)."""
         listing = self.workdir / "files"
         write_list(listing, paths)
-        argv = [*self.base_argv(), "--from0", f"--files-from={listing}",
+        argv = [*self.base_argv(), "--from0", f"--files-from={listing}", "--no-implied-dirs",
                 "--delete-missing-args" if delete_missing else "--ignore-missing-args"]
         if ignore_times:
             argv.append("--ignore-times")

@@ -69,7 +69,7 @@ def test_every_destination_gets_every_chunk_and_memory_is_released(tmp_path):
     got = {"a": [], "b": []}
     for _ in range(3):
         for who in ("a", "b"):
-            _p, _i, data = passes.next_chunk(who)
+            data = passes.next_chunk(who).data
             got[who] += [x for x in data.split(b"\0") if x]
             passes.advance(who)
     assert got["a"] == got["b"] and len(got["a"]) == 25
@@ -87,12 +87,13 @@ def test_a_fast_destination_takes_several_chunks_per_run(tmp_path):
     passes.request("startup")
     run_pass(passes)
     assert passes.chunk_ready("a")
-    _p, n, data = passes.next_chunk("a", max_files=20, max_bytes=1000)  # two chunks of 10 fit, not three
-    assert n == 2 and len([x for x in data.split(b"\0") if x]) == 20
-    passes.advance("a", n)
-    _p, n, data = passes.next_chunk("a", max_files=1, max_bytes=1000)  # one chunk at least, always
-    assert n == 1 and len([x for x in data.split(b"\0") if x]) == 5
-    passes.advance("a", n)
+    take = passes.next_chunk("a", max_files=20, max_bytes=1000)  # two chunks of 10, not 3
+    assert take.chunks == 2 and take.files == 20 and take.size == 20
+    assert len([x for x in take.data.split(b"\0") if x]) == 20
+    passes.advance("a", take.chunks)
+    take = passes.next_chunk("a", max_files=1, max_bytes=1)  # one chunk at least, always
+    assert take.chunks == 1 and take.files == 5
+    passes.advance("a", take.chunks)
     assert not passes.chunk_ready("a") and passes.finished("a") is not None
 
 
@@ -109,11 +110,11 @@ def test_a_slow_destination_finishes_its_pass_then_takes_the_newest(tmp_path):
         passes.request(reason)
         run_pass(passes)
     # fast jumps to the newest pass; slow first finishes the one it is in
-    assert passes.next_chunk("fast")[0].reason == "overflow"
-    assert passes.next_chunk("slow")[0] is first
+    assert passes.next_chunk("fast").pass_.reason == "overflow"
+    assert passes.next_chunk("slow").pass_ is first
     passes.advance("slow")
     assert passes.finished("slow") is first
-    assert passes.next_chunk("slow")[0].reason == "overflow"
+    assert passes.next_chunk("slow").pass_.reason == "overflow"
 
 
 def test_empty_tree_still_reaches_the_destination(tmp_path):
@@ -122,4 +123,4 @@ def test_empty_tree_still_reaches_the_destination(tmp_path):
     passes = Passes(str(root), rrd, ["a"], wake=lambda: None)
     passes.request("startup")
     run_pass(passes)
-    assert passes.next_chunk("a")[2] == b""
+    assert passes.next_chunk("a").data == b""
