@@ -34,8 +34,12 @@ from .transfer import Result, Rsync
 LOG = log.get("replica")
 RRDCACHED_TIMEOUT = 10.0
 # Full-pass runs aim at about this long, so that event batches never wait much longer
-# for one, and at most this many files (one file list in memory on both ends).
+# for one: a second while no changes flow (a first sync, a quiet hour), a quarter of a
+# second while they do (the pass then alternates with batches paced at the same interval),
+# and at most this many files (one file list in memory on both ends).
 CHUNK_TARGET_S = 1.0
+CHUNK_TARGET_BUSY_S = plan.MIN_INTERVAL
+BUSY_WINDOW_S = 2.0
 CHUNK_MAX_FILES = 20_000
 CHUNK_MAX_BYTES = 1 << 30
 BUSY_RETRY = 1.0
@@ -70,6 +74,7 @@ class Replica:
         self.ssh_seen = 0
         # files and bytes per full-pass run, adapted to what this destination takes
         self.chunk_files, self.chunk_bytes = CHUNK_FILES, CHUNK_BYTES
+        self.events_at = 0.0  # when the last event batch was sent
         self.thread: threading.Thread | None = None
         self.crashed = False  # the loop ended on an exception (a bug): the worker exits 1
         self.summary = {"batches": 0, "files": 0, "bytes": 0, "max_lag_s": 0.0}
@@ -182,6 +187,7 @@ class Replica:
         self.backlog.sending(sending)
         self.pace_until = time.monotonic() + plan.MIN_INTERVAL
         self.last_run = "events"
+        self.events_at = time.monotonic()
         self.beat.mark(f"sending {len(paths)} files")
         res = self.rsync.send_list(paths, self.stop, self.beat, ignore_times=True,
                                    delete_missing=delete)
@@ -217,9 +223,10 @@ class Replica:
         out.lags = []
         self._apply(out, "full", res)
         self.passes.advance(self.key, nxt.chunks)
-        # aim the next run at CHUNK_TARGET_S: the files this one checked and the bytes of
-        # the files it sent, scaled by how long it took
-        scale = CHUNK_TARGET_S / max(res.duration, 0.01)
+        # aim the next run at its target: the files this one checked and the bytes of the
+        # files it sent, scaled by how long it took
+        busy = time.monotonic() - self.events_at < BUSY_WINDOW_S
+        scale = (CHUNK_TARGET_BUSY_S if busy else CHUNK_TARGET_S) / max(res.duration, 0.01)
         sent = res.nbytes and nxt.size * len(res.sent) / max(1, nxt.files)
         self.chunk_files = int(min(CHUNK_MAX_FILES, max(CHUNK_FILES, nxt.files * scale)))
         self.chunk_bytes = int(min(CHUNK_MAX_BYTES, max(CHUNK_BYTES, sent * scale))
