@@ -33,11 +33,13 @@ from .transfer import Result, Rsync
 
 LOG = log.get("replica")
 RRDCACHED_TIMEOUT = 10.0
-# Full-pass runs aim at about this long, so that event batches never wait much longer
-# for one: a second while no changes flow (a first sync, a quiet hour), a quarter of a
-# second while they do (the pass then alternates with batches paced at the same interval),
-# and at most this many files (one file list in memory on both ends).
-CHUNK_TARGET_S = 1.0
+# Full-pass runs aim at about this long: three seconds while no changes flow (a first sync,
+# a quiet hour: each run's fixed cost — an SSH channel, both rsyncs, a few round trips, half
+# a second over a 40 ms WAN — is then small beside what it carries), a quarter of a second
+# while changes flow (the pass alternates with batches paced at the same interval, so a
+# change never waits much longer for one); and at most this many files (one file list in
+# memory on both ends).
+CHUNK_TARGET_S = 3.0
 CHUNK_TARGET_BUSY_S = plan.MIN_INTERVAL
 BUSY_WINDOW_S = 2.0
 CHUNK_MAX_FILES = 20_000

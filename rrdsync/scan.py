@@ -29,10 +29,10 @@ from .journal import nul_list
 LOG = log.get("scan")
 LOST_FOUND = "lost+found"
 # The walker's unit: a chunk ends at whichever comes first. Each destination sends one or
-# several consecutive chunks per rsync run, as many as its last runs say it can send in
-# about a second (replica.CHUNK_TARGET_S), so a fast destination makes few runs and a slow
-# link never holds event batches back longer than about one small chunk (2 MiB is 0.8 s on
-# a 20 Mbit/s link, before compression).
+# several consecutive chunks per rsync run, as many as its last runs say it can send in the
+# run's target time (replica.CHUNK_TARGET_S, shorter while changes flow), so a fast
+# destination makes few runs and a slow link never holds event batches back longer than
+# about one small chunk (2 MiB is 0.8 s on a 20 Mbit/s link, before compression).
 CHUNK_FILES = 500
 CHUNK_BYTES = 2 << 20
 

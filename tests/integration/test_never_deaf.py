@@ -151,8 +151,8 @@ def test_rrdcached_that_never_answers(sshd, source, worker_env, start_worker, st
 
 def test_full_pass_does_not_hold_back_event_batches(sshd, source, worker_env, start_worker):
     """A full pass that takes seconds (a first sync of 20 MiB at 2 MiB/s, sent in runs of
-    about a second): an update made during it is sent between two of its runs, so it never
-    waits for the whole pass."""
+    a few seconds while nothing else flows): an update made during it is sent between two
+    of its runs, so it never waits for the whole pass."""
     big = source / "snmp" / "big"
     big.mkdir(parents=True)
     import os
