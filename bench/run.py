@@ -171,6 +171,9 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     work.mkdir(parents=True)
     os.chmod(work, 0o755)
     dest = (dest_root / name) if dest_root else work / "dest"
+    # what the tree's build or the previous tool left in the page cache is written out
+    # now, not while this tool's initial sync writes
+    os.sync()
     sshd = BenchSshd(workdir=work / "sshd", dest=dest, net=net)
     sshd.start()
     assert sshd.proc is not None

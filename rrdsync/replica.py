@@ -212,7 +212,8 @@ class Replica:
         self.pace_until = time.monotonic() + plan.MIN_INTERVAL
         self.last_run = "chunk"
         self.beat.mark(f"full pass: sending a chunk of {len(paths)} files")
-        res = self.rsync.send_list(nxt.data, self.stop, self.beat, ignore_times=False)
+        res = self.rsync.send_list(nxt.send, self.stop, self.beat, ignore_times=False,
+                                   dirs=True)
         if res.interrupted:
             return
         out = settle(batch, res, self.root, {}, lambda p: None, wall)

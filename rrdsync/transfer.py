@@ -174,13 +174,18 @@ class Rsync:
     # -- the runs the engine makes ------------------------------------------------------
 
     def send_list(self, paths: list[str] | bytes, stop: Stop, beat: Beat, *,
-                  ignore_times: bool, delete_missing: bool = False) -> Result:
+                  ignore_times: bool, delete_missing: bool = False,
+                  dirs: bool = False) -> Result:
         """Send exactly these relative paths: an event batch (``ignore_times``) or a chunk
-        of a full pass (quick check)."""
+        of a full pass (quick check). With ``dirs`` an entry ``dir/.`` sends the regular
+        files directly in ``dir`` (``--dirs``: its subdirectories are created, not entered;
+        links and special files are skipped, as everywhere)."""
         listing = self.workdir / "files"
         write_list(listing, paths)
         argv = [*self.base_argv(), "--from0", f"--files-from={listing}", "--no-implied-dirs",
                 "--delete-missing-args" if delete_missing else "--ignore-missing-args"]
+        if dirs:
+            argv.append("--dirs")
         if ignore_times:
             argv.append("--ignore-times")
         elif self.ns_mtime:
@@ -194,7 +199,7 @@ class Rsync:
                         "comparing whole seconds, with files changed around the last stop "
                         "sent in full at startup", destination=self.dest.label,
                         error=res.error)
-            return self.send_list(paths, stop, beat, ignore_times=False)
+            return self.send_list(paths, stop, beat, ignore_times=False, dirs=dirs)
         return res
 
     def filter_args(self) -> list[str]:
