@@ -17,7 +17,10 @@ Rules that keep the destination trustworthy:
 - listed paths do not carry their parent directories (``--no-implied-dirs``: a missing
   parent is still created, with default attributes): a full path per file is cheaper for
   both ends than a directory entry per path component (a local copy of 48,400 files:
-  12.6 s instead of 16.2 s).
+  12.6 s instead of 16.2 s);
+- a full pass hands over a directory whose regular files are all ours as ``dir/.`` with
+  ``--dirs`` (its files, not its subdirectories' contents): rsync reads a ``--files-from``
+  list one byte per read()+poll(), 2 million system calls for 48,400 paths.
 """
 
 from __future__ import annotations

@@ -43,6 +43,32 @@ def test_nested_tree_arrives_at_the_same_relative_paths(sshd, source, worker_env
     assert w.stop() == 0
 
 
+def test_full_pass_hands_rsync_whole_directories_and_nothing_more(
+        sshd, source, worker_env, start_worker, world_dir):
+    """Full passes list a directory as ``dir/.`` (``--dirs``) where every regular file in
+    it is included: through the write-only rrsync receiver, links, a fifo, an excluded
+    file, a subdirectory's contents and the root's lost+found stay where they belong."""
+    make_tree(source, nodes=2, resources=2, files=3)
+    outside = world_dir / "outside"
+    outside.mkdir()
+    (outside / "secret.rrd").write_bytes(b"s")
+    node = source / "snmp" / "1"
+    os.symlink(outside, node / "if0" / "ext")
+    os.symlink(node / "if0" / "ds0.rrd", node / "if1" / "link.rrd")
+    os.mkfifo(node / "if1" / "pipe.rrd")
+    (source / "snmp" / "2" / "if0" / "ds9.tmp.rrd").write_bytes(b"t")
+    w = start_worker({**worker_env, **sshd.env(), "RRDSYNC_EXCLUDE": "*.tmp.rrd"})
+    w.wait_event("reconcile_finished", timeout=30)
+    sent = {str(p.relative_to(sshd.dest)) for p in sshd.dest.rglob("*")
+            if p.is_file() or p.is_symlink()}
+    expected = {str(p.relative_to(source)) for p in source.rglob("*")
+                if p.is_file() and not p.is_symlink() and "lost+found" not in p.parts
+                and p.name != "ds9.tmp.rrd"}
+    assert sent == expected
+    assert not (sshd.dest / "lost+found").exists()
+    assert w.stop() == 0
+
+
 def test_rrdtool_update_and_two_updates_in_one_second(sshd, source, worker_env, start_worker):
     """mmap writes (no MODIFY event) are seen; a second same-second update is not lost."""
     files = make_tree(source, nodes=1, resources=1, files=1)

@@ -124,3 +124,35 @@ def test_empty_tree_still_reaches_the_destination(tmp_path):
     passes.request("startup")
     run_pass(passes)
     assert passes.next_chunk("a").data == b""
+
+
+def test_rsync_gets_whole_directories_where_every_file_in_them_is_ours(tmp_path):
+    """A chunk hands rsync ``dir/.`` (sent with ``--dirs``) for a directory whose regular
+    files are all included and all in this chunk; anything else file by file: the root
+    (its lost+found must not be created at the destination), a directory with an excluded
+    file (rsync would send it), a directory split across chunks, a one-file directory."""
+    root = tmp_path / "src"
+    for rel in ("top.rrd", "whole/1.rrd", "whole/2.rrd", "whole/sub/3.rrd", "mixed/4.rrd",
+                "mixed/5.rrd", "mixed/notes.txt", "one/6.rrd",
+                *(f"big/{i:02}.rrd" for i in range(12))):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    os.symlink(root / "top.rrd", root / "whole" / "link.rrd")  # rsync skips links anyway
+    passes = Passes(str(root), rrd, ["a"], wake=lambda: None, chunk_files=10)
+    passes.request("startup")
+    run_pass(passes)
+    files: list[bytes] = []
+    send: list[bytes] = []
+    while passes.chunk_ready("a"):
+        take = passes.next_chunk("a")
+        files += [x for x in take.data.split(b"\0") if x]
+        send += [x for x in take.send.split(b"\0") if x]
+        passes.advance("a")
+    assert len(files) == 19 and b"whole/1.rrd" in files  # progress and settling: files
+    assert b"whole/." in send and b"whole/1.rrd" not in send
+    assert b"whole/sub/3.rrd" in send  # a one-file directory: listed as the file
+    assert b"top.rrd" in send and b"./." not in send and b"." not in send
+    assert b"mixed/4.rrd" in send and b"mixed/." not in send
+    assert b"one/6.rrd" in send and b"one/." not in send
+    assert b"big/." not in send and send.count(b"big/00.rrd") == 1  # 12 > a chunk of 10
+    assert len([s for s in send if s.startswith(b"big/")]) == 12
