@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import log, plan, rrdcached
@@ -47,20 +48,34 @@ CHUNK_MAX_BYTES = 1 << 30
 BUSY_RETRY = 1.0
 
 
-def next_run_size(files: int, size: int, sent_any: bool, duration: float,
-                  target: float) -> tuple[int, int]:
-    """The most files, and bytes of listed files, the next full-pass run may carry: this
-    run's, scaled by how far its duration was from the target. The byte bound applies
-    only when files were sent (a quick check of unchanged files costs per file, not per
-    byte); it scales the listed bytes, not the sent ones — a pass during updates sends a
-    few changed files in most runs, and bounding the listed bytes by those few (the
-    former rule) held such runs at about one 2 MiB chunk (a 100k pass during updates
-    took 102 s)."""
-    scale = target / max(duration, 0.01)
-    nfiles = int(min(CHUNK_MAX_FILES, max(CHUNK_FILES, files * scale)))
-    nbytes = int(min(CHUNK_MAX_BYTES, max(CHUNK_BYTES, size * scale))) if sent_any \
-        else CHUNK_MAX_BYTES
-    return nfiles, nbytes
+@dataclass(frozen=True)
+class RunRate:
+    """How fast the last full-pass run went: files checked per second, and bytes of listed
+    files per second when it sent any (a quick check of unchanged files costs per file,
+    not per byte, so then only the file count bounds the next run)."""
+
+    files_per_s: float
+    bytes_per_s: float | None
+
+    @classmethod
+    def measured(cls, files: int, size: int, sent_any: bool, duration: float) -> RunRate:
+        d = max(duration, 0.01)
+        return cls(files / d, size / d if sent_any else None)
+
+
+def run_limits(rate: RunRate | None, target: float) -> tuple[int, int]:
+    """The most files, and bytes of listed files, the next full-pass run may carry to last
+    about ``target`` seconds at the last run's rate. Sized when the run starts, so a run
+    that follows quiet ones is cut to the short target as soon as changes flow. The bytes
+    are the listed files' (the rule that scaled the bytes a run *sent* held runs during
+    updates, which send a changed file or two, at about one 2 MiB chunk: an interval pass
+    at opennms-100k took 102 s instead of 10)."""
+    if rate is None:
+        return CHUNK_FILES, CHUNK_BYTES
+    nfiles = int(min(CHUNK_MAX_FILES, max(CHUNK_FILES, rate.files_per_s * target)))
+    if rate.bytes_per_s is None:
+        return nfiles, CHUNK_MAX_BYTES
+    return nfiles, int(min(CHUNK_MAX_BYTES, max(CHUNK_BYTES, rate.bytes_per_s * target)))
 
 
 class Replica:
@@ -91,7 +106,7 @@ class Replica:
         self.gave_up: str | None = None  # once: why this destination could not finish
         self.ssh_seen = 0
         # files and bytes per full-pass run, adapted to what this destination takes
-        self.chunk_files, self.chunk_bytes = CHUNK_FILES, CHUNK_BYTES
+        self.rate: RunRate | None = None  # of the last full-pass run
         self.events_at = 0.0  # when the last event batch was sent
         self.thread: threading.Thread | None = None
         self.crashed = False  # the loop ended on an exception (a bug): the worker exits 1
@@ -219,7 +234,9 @@ class Replica:
         self._apply(out, "events", res)
 
     def _chunk(self) -> None:
-        nxt = self.passes.next_chunk(self.key, self.chunk_files, self.chunk_bytes)
+        busy = time.monotonic() - self.events_at < BUSY_WINDOW_S
+        files, nbytes = run_limits(self.rate, CHUNK_TARGET_BUSY_S if busy else CHUNK_TARGET_S)
+        nxt = self.passes.next_chunk(self.key, files, nbytes)
         if nxt is None or not self._connect("full"):
             return
         paths = parse_nul_list(nxt.data)
@@ -242,10 +259,7 @@ class Replica:
         out.lags = []
         self._apply(out, "full", res)
         self.passes.advance(self.key, nxt.chunks)
-        busy = time.monotonic() - self.events_at < BUSY_WINDOW_S
-        self.chunk_files, self.chunk_bytes = next_run_size(
-            nxt.files, nxt.size, bool(res.sent), res.duration,
-            CHUNK_TARGET_BUSY_S if busy else CHUNK_TARGET_S)
+        self.rate = RunRate.measured(nxt.files, nxt.size, bool(res.sent), res.duration)
         if not self.reconciled:
             checked, total = self.passes.progress(self.key)
             self.pub.initial_progress(len(res.sent), checked, total)
