@@ -243,7 +243,6 @@ class Replica:
         paths = parse_nul_list(nxt.data)
         now, wall = time.monotonic(), time.time()
         batch = {p: Entry(now, now, wall) for p in paths}
-        self.pace_until = time.monotonic() + plan.MIN_INTERVAL
         self.last_run = "chunk"
         self.beat.mark(f"full pass: sending a chunk of {len(paths)} files")
         res = self.rsync.send_list(nxt.send, self.stop, self.beat, ignore_times=False,

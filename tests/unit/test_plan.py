@@ -40,9 +40,27 @@ def test_backoff_wait_is_capped_so_the_loop_beats():
     assert decide(View(NOW, retry_at=NOW + 12)).wait == MAX_WAIT
 
 
-def test_pacing_bounds_the_rate_of_runs():
+def test_pacing_bounds_the_rate_of_event_batches():
     a = decide(View(NOW, pace_until=NOW + 0.2, next_event=NOW))
     assert a.kind == "wait" and a.wait == pytest.approx(0.2)
+    a = decide(View(NOW, pace_until=NOW + 0.2, next_event=NOW + 0.05))
+    assert a.kind == "wait" and a.wait == pytest.approx(0.2)
+
+
+def test_chunks_fill_the_time_between_two_event_batches():
+    """Chunk runs are not paced: while the next batch may not start yet, a chunk runs; once
+    it may, the batch goes next (a pass never takes a batch's turn)."""
+    assert decide(View(NOW, pace_until=NOW + 0.2, next_event=NOW, chunk_ready=True,
+                       last_run="events")) == CHUNK
+    assert decide(View(NOW, pace_until=NOW + 0.2, next_event=NOW, chunk_ready=True,
+                       last_run="chunk")) == CHUNK
+    assert decide(View(NOW, pace_until=NOW - 0.01, next_event=NOW, chunk_ready=True,
+                       last_run="chunk")) == EVENTS
+
+
+def test_deletions_are_paced_like_batches():
+    a = decide(View(NOW, pace_until=NOW + 0.1, deletions_due=True))
+    assert a.kind == "wait" and a.wait == pytest.approx(0.1)
 
 
 def test_idle_waits_until_the_next_due_time():
