@@ -111,7 +111,11 @@ def test_startup_on_a_100k_file_tree_stays_live(sshd, source, worker_env, start_
         d.mkdir(parents=True)
         for i in range(200):
             (d / f"ds{i}.rrd").write_bytes(b"\0" * 64)
-    env = sshd.worker_env(worker_env, RRDSYNC_LIVENESS_TIMEOUT=f"{LIVENESS}s")
+    # the first sync itself is quick since full passes hand rsync whole directories: a
+    # bandwidth limit (6.4 MB of content at 300 KiB/s, uncompressed) keeps it going while
+    # the probes run and the SIGTERM comes
+    env = sshd.worker_env(worker_env, RRDSYNC_LIVENESS_TIMEOUT=f"{LIVENESS}s",
+                          RRDSYNC_BWLIMIT="300", RRDSYNC_COMPRESS="false")
     _, status = start_status(env)
     w = start_worker(env)
     status.wait_code("/healthz", 200, timeout=15)
