@@ -106,8 +106,9 @@ class Replica:
         self.reconciled = False
         self.gave_up: str | None = None  # once: why this destination could not finish
         self.ssh_seen = 0
-        # files and bytes per full-pass run, adapted to what this destination takes
-        self.rate: RunRate | None = None  # of the last full-pass run
+        # how fast this destination took the last full-pass run: the next one is sized
+        # from it when it starts (run_limits)
+        self.rate: RunRate | None = None
         self.events_at = 0.0  # when the last event batch was sent
         self.thread: threading.Thread | None = None
         self.crashed = False  # the loop ended on an exception (a bug): the worker exits 1
