@@ -174,6 +174,10 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     # what the tree's build or the previous tool left in the page cache is written out
     # now, not while this tool's initial sync writes
     os.sync()
+    procstat.warm(src)
+    waited = procstat.wait_disk_idle()
+    if waited > 4.5:
+        log(f"{name}: waited {waited:.0f} s for the disks to go idle")
     sshd = BenchSshd(workdir=work / "sshd", dest=dest, net=net)
     sshd.start()
     assert sshd.proc is not None
@@ -181,7 +185,7 @@ def run_tool(name: str, prof: Profile, src: Path, base: Path, expected: list[str
     dest_cg = procstat.CpuGroup.make(f"{name}-dest")
     if dest_cg:
         dest_cg.add(sshd.proc.pid)
-    res: dict = {"tool": name}
+    res: dict = {"tool": name, "disk_idle_wait_s": round(waited, 1)}
     relay = relay_cg = None
     if net:
         relay_cg = procstat.CpuGroup.make(f"{name}-relay")

@@ -95,7 +95,8 @@ TABLE: tuple[Var, ...] = (
     Var("RRDSYNC_BWLIMIT", p.integer(0, 2**31 - 1), "0", _WORKER,
         "KiB/s, `0` = unlimited; at most 2147483647 (what rsync can pass to the other end)"),
     Var("RRDSYNC_COMPRESS", p.parse_compress, "true", _WORKER,
-        "rsync compression over SSH: `true` (the algorithm both ends prefer), `false`, or one"
+        "rsync compression over SSH: `true` (the algorithm both ends prefer, at level 1),"
+        " `false`, or one"
         " of `zstd`, `lz4`, `zlibx`, `zlib` with an optional level: `zstd:3` (zstd 1 to 22"
         " or -1 to -131071, zlib and zlibx 1 to 9, lz4 none)",
         fields=("compress", "compress_level"),

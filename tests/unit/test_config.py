@@ -52,7 +52,7 @@ def test_defaults(env):
     assert dest.rsync_target() == "u@host:/srv/rrd/"
     assert cfg.http_addr == ("0.0.0.0", 8080)
     assert cfg.rescan_interval == 3600 and cfg.max_lag == 300 and not cfg.delete
-    assert (cfg.compress, cfg.compress_level, cfg.timeout, cfg.bwlimit) == ("auto", None, 60, 0)
+    assert (cfg.compress, cfg.compress_level, cfg.timeout, cfg.bwlimit) == ("auto", 1, 60, 0)
     assert cfg.rrdcached_root is None and cfg.rrdcached_path_root == cfg.source_dir
 
 
@@ -178,7 +178,7 @@ def test_timeout_is_whole_seconds_rsync_accepts(env, raw, ok):
 
 
 @pytest.mark.parametrize("raw,compress,level", [
-    ("true", "auto", None), ("YES", "auto", None), ("1", "auto", None),
+    ("true", "auto", 1), ("YES", "auto", 1), ("1", "auto", 1),
     ("false", "none", None), ("no", "none", None), ("0", "none", None),
     ("zstd", "zstd", None), ("zstd:3", "zstd", 3), ("ZSTD:22", "zstd", 22),
     ("zstd:-5", "zstd", -5), ("zstd:-131071", "zstd", -131071), ("lz4", "lz4", None),
